@@ -40,7 +40,7 @@ $(OVS)/.git/pairkey-synced: $(OVS)/.git/pairkey-unpacked $(PATCHES)
 	bash scripts/ovs-tree.sh sync
 	touch $@
 
-$(OVS)/config.status: $(OVS)/.git/pairkey-synced
+$(OVS)/config.status: | $(OVS)/.git/pairkey-synced
 	cd $(OVS) && ./configure --enable-Werror --enable-afxdp \
 		PYTHON3=$(PYTHON) LIBS=-lsodium >configure.out \
 		|| { tail -n 30 configure.out config.log; exit 1; }

@@ -1,0 +1,316 @@
+"""Low-level helpers: commands, polling, network namespaces, raw sockets,
+pcap capture.  Standard library only.
+
+Everything here acts on resources the caller created and names explicitly:
+processes are stopped by the PID of the Popen object that started them,
+sockets live in namespaces given by name.
+"""
+
+import contextlib
+import ctypes
+import json
+import os
+import select
+import signal
+import socket
+import struct
+import subprocess
+import time
+
+CLONE_NEWNET = 0x40000000
+ETH_P_ALL = 0x0003
+PACKET_OUTGOING = 4
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class CommandError(Exception):
+    """A command exited non-zero; carries the CompletedProcess."""
+
+    def __init__(self, argv, proc):
+        self.argv = argv
+        self.proc = proc
+        super().__init__("%s exited %d: %s" % (
+            " ".join(argv), proc.returncode, proc.stderr.strip()))
+
+
+def run(argv, check=True, env=None, timeout=30, input=None):
+    """Runs argv (a list) and returns the CompletedProcess (text mode)."""
+    argv = [str(a) for a in argv]
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env,
+                          timeout=timeout, input=input)
+    if check and proc.returncode != 0:
+        raise CommandError(argv, proc)
+    return proc
+
+
+def wait_until(predicate, timeout=10.0, what=None):
+    """Polls predicate() until it returns a true value, which is returned.
+    Raises TimeoutError after 'timeout' seconds.  The only place in the
+    harness that sleeps, and only in bounded polling steps."""
+    deadline = time.monotonic() + timeout
+    delay = 0.01
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise TimeoutError("timed out after %.1fs waiting for %s"
+                               % (timeout, what or predicate.__name__))
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)
+
+
+# ---------------------------------------------------------------- namespaces
+
+def _setns(fd):
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, "setns: %s" % os.strerror(err))
+
+
+@contextlib.contextmanager
+def netns(name):
+    """Moves the calling thread into network namespace 'name' for the body
+    of the with-statement.  Sockets created inside stay in that namespace."""
+    with open("/proc/thread-self/ns/net") as orig, \
+            open("/run/netns/%s" % name) as target:
+        _setns(target.fileno())
+        try:
+            yield
+        finally:
+            _setns(orig.fileno())
+
+
+def ns_socket(ns, family, type_, proto=0):
+    """Returns a socket created inside namespace ns."""
+    with netns(ns):
+        return socket.socket(family, type_, proto)
+
+
+def netns_list():
+    """Names of the network namespaces in /run/netns."""
+    try:
+        return sorted(os.listdir("/run/netns"))
+    except FileNotFoundError:
+        return []
+
+
+def link_stats(ns, dev):
+    """Kernel counters of dev in ns: rx/tx_packets, rx/tx_bytes."""
+    out = run(["ip", "-n", ns, "-s", "-j", "link", "show", "dev", dev]).stdout
+    stats = json.loads(out)[0]["stats64"]
+    return {"rx_packets": stats["rx"]["packets"],
+            "tx_packets": stats["tx"]["packets"],
+            "rx_bytes": stats["rx"]["bytes"],
+            "tx_bytes": stats["tx"]["bytes"]}
+
+
+SOL_PACKET = 263
+PACKET_AUXDATA = 8
+TP_STATUS_VLAN_VALID = 0x10
+TP_STATUS_VLAN_TPID_VALID = 0x40
+AUXDATA = struct.Struct("=IIIHHHH")     # struct tpacket_auxdata
+
+
+class RawPort:
+    """An AF_PACKET socket bound to one interface inside a namespace: sends
+    whole Ethernet frames and collects the frames the interface receives
+    (with any VLAN tag the kernel took off put back, as on the wire)."""
+
+    def __init__(self, ns, ifname):
+        self.ns = ns
+        self.ifname = ifname
+        self.frames = []
+        self.sock = ns_socket(ns, socket.AF_PACKET, socket.SOCK_RAW,
+                              socket.htons(ETH_P_ALL))
+        self.sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
+        self.sock.bind((ifname, 0))
+        self.sock.setblocking(False)
+
+    def send(self, frame):
+        self.sock.send(frame)
+
+    def received(self):
+        """Every frame received since this port was opened (frames this
+        host sent itself are left out)."""
+        while True:
+            try:
+                data, ancdata, _, addr = self.sock.recvmsg(
+                    65535, socket.CMSG_SPACE(AUXDATA.size))
+            except BlockingIOError:
+                return self.frames
+            if addr[2] == PACKET_OUTGOING:
+                continue
+            for level, kind, cdata in ancdata:
+                if (level, kind) == (SOL_PACKET, PACKET_AUXDATA):
+                    status, _, _, _, _, tci, tpid = AUXDATA.unpack_from(cdata)
+                    if status & TP_STATUS_VLAN_VALID:
+                        if not status & TP_STATUS_VLAN_TPID_VALID:
+                            tpid = 0x8100
+                        data = (data[:12] + struct.pack("!HH", tpid, tci)
+                                + data[12:])
+            self.frames.append(data)
+
+    def close(self):
+        self.sock.close()
+
+
+def _inet_checksum(data):
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    total = (total >> 16) + (total & 0xFFFF)
+    total += total >> 16
+    return ~total & 0xFFFF
+
+
+IP_MTU_DISCOVER = 10
+IP_PMTUDISC_DO = 2
+
+
+def icmp_echo(ns, dst, count=1, size=56, dont_fragment=False, timeout=1.0):
+    """ping without the ping program: sends 'count' ICMP echo requests
+    with 'size' payload bytes from namespace ns to IPv4 address dst, waits
+    up to 'timeout' seconds for each reply, returns how many came back."""
+    ident = int.from_bytes(os.urandom(2), "big")
+    payload = (b"pairkey-echo " * (size // 13 + 1))[:size]
+    answered = 0
+    with ns_socket(ns, socket.AF_INET, socket.SOCK_RAW,
+                   socket.IPPROTO_ICMP) as sock:
+        if dont_fragment:
+            sock.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER,
+                            IP_PMTUDISC_DO)
+        for seq in range(1, count + 1):
+            csum = _inet_checksum(struct.pack("!BBHHH", 8, 0, 0, ident, seq)
+                                  + payload)
+            try:
+                sock.sendto(struct.pack("!BBHHH", 8, 0, csum, ident, seq)
+                            + payload, (dst, 0))
+            except OSError:              # e.g. EMSGSIZE with DF set
+                continue
+            deadline = time.monotonic() + timeout
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([sock], [], [], left)[0]:
+                    break
+                data = sock.recv(65535)
+                ihl = (data[0] & 0x0F) * 4
+                kind, _, _, rid, rseq = struct.unpack_from("!BBHHH", data, ihl)
+                if kind == 0 and rid == ident and rseq == seq:
+                    answered += 1
+                    break
+    return answered
+
+
+# ------------------------------------------------------------------ daemons
+
+class Daemon:
+    """A process this harness started (in a namespace via 'ip netns exec',
+    which execs, so the Popen PID is the daemon's PID)."""
+
+    def __init__(self, name, argv, env, log_path):
+        self.name = name
+        self.log_path = log_path
+        self._log = open(log_path, "ab")
+        self.proc = subprocess.Popen([str(a) for a in argv], env=env,
+                                     stdin=subprocess.DEVNULL,
+                                     stdout=self._log, stderr=self._log)
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def stop(self, sig=signal.SIGTERM, timeout=5.0):
+        """Stops this process by PID: 'sig', then SIGKILL after 'timeout'."""
+        if self.alive():
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout)
+        self._log.close()
+
+
+# ------------------------------------------------------------------ capture
+
+def read_pcap(path):
+    """Returns the frames (bytes) of a pcap file; tolerates a partially
+    written last record."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if len(data) < 24:
+        return []
+    magic = data[:4]
+    if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1"):
+        endian = "<"
+    elif magic in (b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d"):
+        endian = ">"
+    else:
+        raise ValueError("%s: not a pcap file" % path)
+    record = struct.Struct(endian + "IIII")
+    frames = []
+    off = 24
+    while off + record.size <= len(data):
+        _, _, incl, _ = record.unpack_from(data, off)
+        off += record.size
+        if off + incl > len(data):
+            break
+        frames.append(data[off:off + incl])
+        off += incl
+    return frames
+
+
+class Capture:
+    """tcpdump writing a pcap inside a namespace.
+
+    'expected' is a callable returning how many frames the capture must
+    hold at least (used by stop() to wait until tcpdump has caught up with
+    the kernel counters before it is stopped)."""
+
+    def __init__(self, ns, iface, pcap_path, expected=None):
+        self.ns = ns
+        self.iface = iface
+        self.path = pcap_path
+        self.expected = expected
+        self.frames = None
+        self.daemon = Daemon(
+            "tcpdump", ["ip", "netns", "exec", ns, "tcpdump", "-i", iface,
+                        "-w", pcap_path, "-U", "--immediate-mode", "-n",
+                        # Immediate mode uses a ring of snaplen-sized slots:
+                        # a small snaplen (above any wire MTU) and a big
+                        # buffer keep bursts from being dropped.
+                        "-s", "4096", "-B", "16384", "-Z", "root"],
+            None, pcap_path + ".log")
+        wait_until(self._listening, 10, "tcpdump to listen on %s" % iface)
+
+    def _listening(self):
+        if not self.daemon.alive():
+            raise RuntimeError("tcpdump exited: %s" % self._log_text())
+        return "listening on" in self._log_text()
+
+    def _log_text(self):
+        with open(self.daemon.log_path, errors="replace") as f:
+            return f.read()
+
+    def current(self):
+        return read_pcap(self.path) if os.path.exists(self.path) else []
+
+    def stop(self, settle=True):
+        """Waits until the pcap holds every frame the kernel saw, stops
+        tcpdump and loads self.frames.  Safe to call twice."""
+        if self.frames is not None:
+            return self.frames
+        try:
+            if settle and self.expected is not None:
+                need = self.expected()
+                wait_until(lambda: len(self.current()) >= need, 10,
+                           "capture to hold %d frames" % need)
+        finally:
+            self.daemon.stop(signal.SIGINT)
+            self.frames = self.current()
+        return self.frames

@@ -1,0 +1,560 @@
+"""Topologies as data, and Net, which builds one out of network namespaces,
+veth pairs, a private Open vSwitch instance and a Linux-bridge wire.
+
+TWO_HOSTS (the default):
+
+   ns <p>h1         ns <p>ovs: ovsdb-server,           ns <p>wire
+                    ovs-vswitchd (netdev datapath)
+  +--------+      +---------------------------+      +------------+
+  | eth0   |-veth-| h1(1) [br1] br1-up(100)   |-veth-| to-br1     |
+  |10.0.0.1|      |                           |      |   [wire]   |-> tcpdump
+  +--------+      |                           |      | Linux br,  |
+  +--------+      |                           |      | hub mode   |
+  | eth0   |-veth-| h2(1) [br2] br2-up(100)   |-veth-| to-br2     |
+  |10.0.0.2|      +---------------------------+      +------------+
+  +--------+
+   ns <p>h2       (n): OpenFlow port; uplink path MTU 1600, hosts 1500
+
+Each host is a namespace whose eth0 is a veth to an OVS port named after the
+host.  Each bridge with a wire has one uplink port '<bridge>-up' to the
+wire namespace, where a Linux bridge without learning (a hub, so a capture
+on the bridge device sees every frame once) joins the uplinks.  Hosts keep
+MTU 1500; the uplink path runs at Topo.wire_mtu so encrypted full-size
+frames fit.  <p> is a prefix unique to each Net.
+"""
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import threading
+from dataclasses import dataclass, field
+
+import harness
+import pairkey
+from harness import run, wait_until
+
+HOST_PORT_OFPORT = 1
+UPLINK_OFPORT = 100
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def ovs_paths():
+    """(directory of the OVS programs, OVSDB schema): $PAIRKEY_BIN and
+    $PAIRKEY_SCHEMA, by default <repo>/build/bin and
+    <repo>/build/share/vswitch.ovsschema."""
+    return (os.environ.get("PAIRKEY_BIN")
+            or os.path.join(_REPO, "build", "bin"),
+            os.environ.get("PAIRKEY_SCHEMA")
+            or os.path.join(_REPO, "build", "share", "vswitch.ovsschema"))
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    bridge: str
+    mac: str
+    ip: str                          # with prefix length, e.g. "10.0.0.1/24"
+    vlan: int = None                 # put ip on eth0.<vlan> instead of eth0
+
+    @property
+    def addr(self):
+        return self.ip.split("/")[0]
+
+    @property
+    def iface(self):
+        return "eth0.%d" % self.vlan if self.vlan else "eth0"
+
+
+@dataclass(frozen=True)
+class Bridge:
+    name: str
+    wire: str = "wire"      # Linux bridge the uplink joins (None: no uplink)
+
+    @property
+    def uplink(self):
+        return "%s-up" % self.name
+
+
+@dataclass(frozen=True)
+class Topo:
+    hosts: tuple
+    bridges: tuple
+    wire_mtu: int = 1600
+    host_mtu: int = 1500
+
+    def host(self, name):
+        return next(h for h in self.hosts if h.name == name)
+
+    def bridge(self, name):
+        return next(b for b in self.bridges if b.name == name)
+
+    @property
+    def wires(self):
+        return sorted({b.wire for b in self.bridges if b.wire})
+
+
+TWO_HOSTS = Topo(
+    hosts=(Host("h1", "br1", "02:00:00:00:01:01", "10.0.0.1/24"),
+           Host("h2", "br2", "02:00:00:00:02:02", "10.0.0.2/24")),
+    bridges=(Bridge("br1"), Bridge("br2")))
+
+TWO_HOSTS_VLAN = Topo(
+    hosts=(Host("h1", "br1", "02:00:00:00:01:01", "10.0.100.1/24", vlan=100),
+           Host("h2", "br2", "02:00:00:00:02:02", "10.0.100.2/24", vlan=100)),
+    bridges=(Bridge("br1"), Bridge("br2")))
+
+
+class FeatureMissing(Exception):
+    """The kernel lacks something a topology needs (tests skip)."""
+
+
+def _mac(kind, a, b):
+    return "02:%02x:00:00:%02x:%02x" % (kind, a, b)
+
+
+@dataclass
+class Ovs:
+    """Where the OVS binaries and schema are, and the private instance's
+    run directory."""
+    bindir: str
+    schema: str
+    rundir: str
+    env: dict = field(default_factory=dict)
+
+    def path(self, name):
+        return os.path.join(self.rundir, name)
+
+
+class Net:
+    """A running topology.  start() builds it, stop() tears down everything
+    it created, in reverse order; each resource registers its cleanup
+    where it is created, so a failure half-way leaves nothing behind."""
+
+    def __init__(self, topo, bindir, schema, prefix, workdir=None):
+        self.topo = topo
+        self.prefix = prefix
+        rundir = tempfile.mkdtemp(prefix="pairkey-%s" % prefix, dir=workdir)
+        env = dict(os.environ, OVS_RUNDIR=rundir, OVS_DBDIR=rundir,
+                   OVS_LOGDIR=rundir, OVS_SYSCONFDIR=rundir,
+                   OVS_PKGDATADIR=rundir)
+        self.ovs = Ovs(str(bindir), str(schema), rundir, env)
+        self.keydir = os.path.join(rundir, "keys")
+        self._cleanup = contextlib.ExitStack()
+        self._cleanup.callback(shutil.rmtree, rundir, True)
+        self.vswitchd = None
+        self.ovsdb = None
+        self._captures = 0
+        self._keys = 0
+
+    # ------------------------------------------------------------- names
+    def ns(self, what):
+        """Namespace name of a host, 'ovs' or 'wire'."""
+        return "%s%s" % (self.prefix, what)
+
+    @property
+    def namespaces(self):
+        return ([self.ns("ovs"), self.ns("wire")]
+                + [self.ns(h.name) for h in self.topo.hosts])
+
+    # ------------------------------------------------------------ tools
+    def _tool(self, name, *args, check=True, timeout=30):
+        argv = [os.path.join(self.ovs.bindir, name)] + list(args)
+        return run(argv, check=check, env=self.ovs.env, timeout=timeout)
+
+    def vsctl(self, *args, check=True):
+        return self._tool("ovs-vsctl", "--timeout=20",
+                          "--db=unix:" + self.ovs.path("db.sock"), *args,
+                          check=check)
+
+    def ofctl(self, *args, check=True):
+        return self._tool("ovs-ofctl", *args, check=check)
+
+    def appctl(self, *args, check=True, target="ovs-vswitchd"):
+        return self._tool("ovs-appctl", "-t",
+                          self.ovs.path(target + ".ctl"), *args, check=check)
+
+    def add_flow(self, bridge, flow):
+        self.ofctl("add-flow", bridge, flow)
+
+    def del_flows(self, bridge):
+        self.ofctl("del-flows", bridge)
+
+    def flush_datapath_flows(self):
+        """Drops cached datapath flows, so the next packet is translated
+        with the current OpenFlow tables."""
+        self.appctl("revalidator/purge")
+
+    def dump_flows(self, bridge):
+        return self.ofctl("dump-flows", "--no-stats", bridge).stdout
+
+    def host_port(self, host):
+        """(bridge, ofport) of the OVS port of a host."""
+        h = self.topo.host(host)
+        return h.bridge, self.ofport(h.name)
+
+    def uplink(self, bridge):
+        """OpenFlow port number of bridge's uplink."""
+        return self.ofport(self.topo.bridge(bridge).uplink)
+
+    def ofport(self, port):
+        """OpenFlow port number of an OVS port (names are unique per OVS)."""
+        return int(self.vsctl("get", "Interface", port, "ofport").stdout)
+
+    # ---------------------------------------------------------- build
+    def start(self):
+        try:
+            self._remove_leftovers()
+            for ns in self.namespaces:
+                self._add_ns(ns)
+            self._start_ovsdb()
+            self._start_vswitchd()
+            for br in self.topo.bridges:
+                self._add_bridge(br)
+            for wire in self.topo.wires:
+                self._add_wire(wire)
+            for i, br in enumerate(self.topo.bridges, 1):
+                if br.wire:
+                    self._add_uplink(br, i)
+            for i, h in enumerate(self.topo.hosts, 1):
+                self._add_host(h, i)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self):
+        self._cleanup.close()
+
+    def _remove_leftovers(self):
+        """Deletes namespaces carrying this Net's prefix (never others)."""
+        for ns in harness.netns_list():
+            if ns.startswith(self.prefix):
+                run(["ip", "netns", "del", ns], check=False)
+
+    def _add_ns(self, ns):
+        run(["ip", "netns", "add", ns])
+        self._cleanup.callback(self._del_ns, ns)
+        # Quiet wire: no IPv6 (no DAD, RS, MLD) on any link made later.
+        run(["ip", "netns", "exec", ns, "sysctl", "-q", "-w",
+             "net.ipv6.conf.all.disable_ipv6=1",
+             "net.ipv6.conf.default.disable_ipv6=1"])
+        run(["ip", "-n", ns, "link", "set", "lo", "up"])
+
+    @staticmethod
+    def _del_ns(ns):
+        run(["ip", "netns", "del", ns], check=False)
+        wait_until(lambda: ns not in harness.netns_list(), 10,
+                   "namespace %s to go" % ns)
+
+    def _add_veth(self, ns_a, name_a, mac_a, ns_b, name_b, mac_b, mtu):
+        """Creates a veth pair directly inside two namespaces (it never
+        appears in the caller's namespace)."""
+        run(["ip", "-n", ns_a, "link", "add", "name", name_a, "address", mac_a,
+             "mtu", mtu, "type", "veth", "peer", "name", name_b,
+             "address", mac_b, "mtu", mtu, "netns", ns_b])
+        self._cleanup.callback(run, ["ip", "-n", ns_a, "link", "del", name_a],
+                               check=False)
+
+    def _start_ovsdb(self):
+        o = self.ovs
+        run([os.path.join(o.bindir, "ovsdb-tool"), "create",
+             o.path("conf.db"), o.schema], env=o.env)
+        self.ovsdb = harness.Daemon(
+            "ovsdb-server",
+            ["ip", "netns", "exec", self.ns("ovs"),
+             os.path.join(o.bindir, "ovsdb-server"), o.path("conf.db"),
+             "--remote=punix:" + o.path("db.sock"),
+             "--unixctl=" + o.path("ovsdb-server.ctl"),
+             "--pidfile=" + o.path("ovsdb-server.pid"),
+             "--log-file=" + o.path("ovsdb-server.log"), "-vconsole:off"],
+            o.env, o.path("ovsdb-server.stderr"))
+        self._cleanup.callback(self._stop_daemon, "ovsdb-server", False)
+        wait_until(lambda: self._daemon_up(self.ovsdb, "db.sock"), 10,
+                   "ovsdb-server")
+        self.vsctl("--no-wait", "init")
+
+    def _daemon_up(self, daemon, sock):
+        if not daemon.alive():
+            raise RuntimeError("%s exited, see %s" % (daemon.name,
+                                                      daemon.log_path))
+        return os.path.exists(self.ovs.path(sock))
+
+    def _start_vswitchd(self):
+        o = self.ovs
+        self.vswitchd = harness.Daemon(
+            "ovs-vswitchd",
+            ["ip", "netns", "exec", self.ns("ovs"),
+             os.path.join(o.bindir, "ovs-vswitchd"), "--disable-system",
+             "unix:" + o.path("db.sock"),
+             "--unixctl=" + o.path("ovs-vswitchd.ctl"),
+             "--pidfile=" + o.path("ovs-vswitchd.pid"),
+             "--log-file=" + o.path("ovs-vswitchd.log"), "-vconsole:off"],
+            o.env, o.path("ovs-vswitchd.stderr"))
+        self._cleanup.callback(self._stop_daemon, "ovs-vswitchd", True)
+        wait_until(lambda: self._daemon_up(self.vswitchd, "ovs-vswitchd.ctl")
+                   and self.appctl("version", check=False).returncode == 0,
+                   10, "ovs-vswitchd")
+
+    def _stop_daemon(self, target, cleanup):
+        daemon = self.vswitchd if target == "ovs-vswitchd" else self.ovsdb
+        if daemon is None or not daemon.alive():
+            return
+        args = ["exit", "--cleanup"] if cleanup else ["exit"]
+        self.appctl(*args, check=False, target=target)
+        try:
+            wait_until(lambda: not daemon.alive(), 10, "%s to exit" % target)
+        finally:
+            daemon.stop()
+
+    def restart_vswitchd(self, crash=False):
+        """Stops ovs-vswitchd, with 'exit --cleanup' or, if crash, with
+        SIGKILL, and starts it again on the same OVSDB.  Flows and SAs are
+        gone afterwards; bridges and ports come back."""
+        if crash:
+            self.vswitchd.stop(signal.SIGKILL)
+        else:
+            self._stop_daemon("ovs-vswitchd", True)
+        self._start_vswitchd()
+        for br in self.topo.bridges:
+            wait_until(lambda: self.ofctl("show", br.name,
+                                          check=False).returncode == 0,
+                       10, "bridge %s after restart" % br.name)
+        self._wait_ports()
+
+    def _add_bridge(self, br):
+        self.vsctl("add-br", br.name, "--", "set", "Bridge", br.name,
+                   "datapath_type=netdev", "fail_mode=secure",
+                   "other-config:disable-in-band=true")
+
+    def _add_wire(self, wire):
+        ns = self.ns("wire")
+        run(["ip", "-n", ns, "link", "add", "name", wire, "address",
+             _mac(0xee, 0, 1), "mtu", self.topo.wire_mtu, "type", "bridge",
+             "mcast_snooping", "0", "stp_state", "0", "ageing_time", "0"])
+        self._cleanup.callback(run, ["ip", "-n", ns, "link", "del", wire],
+                               check=False)
+        run(["ip", "-n", ns, "link", "set", wire, "up"])
+
+    def _add_uplink(self, br, i):
+        wns, ons = self.ns("wire"), self.ns("ovs")
+        wport = "to-%s" % br.name
+        mtu = self.topo.wire_mtu
+        self._add_veth(wns, wport, _mac(0xee, i, 2), ons, br.uplink,
+                       _mac(0xef, i, 1), mtu)
+        run(["ip", "-n", wns, "link", "set", wport, "master", br.wire])
+        # No learning: the Linux bridge floods every frame (a hub), so the
+        # capture on the bridge device sees each frame exactly once.
+        run(["ip", "-n", wns, "link", "set", "dev", wport, "type",
+             "bridge_slave", "learning", "off"])
+        run(["ip", "-n", wns, "link", "set", wport, "up"])
+        run(["ip", "-n", ons, "link", "set", br.uplink, "up"])
+        self.vsctl("add-port", br.name, br.uplink, "--", "set", "Interface",
+                   br.uplink, "ofport_request=%d" % UPLINK_OFPORT,
+                   "mtu_request=%d" % mtu)
+
+    def _add_host(self, h, i):
+        hns, ons = self.ns(h.name), self.ns("ovs")
+        self._add_veth(hns, "eth0", h.mac, ons, h.name, _mac(0xef, i, 2),
+                       self.topo.host_mtu)
+        # Mandatory with the userspace datapath: no partial checksums.
+        run(["ip", "netns", "exec", hns, "ethtool", "-K", "eth0", "tx",
+             "off"])
+        run(["ip", "-n", ons, "link", "set", h.name, "up"])
+        self.vsctl("add-port", h.bridge, h.name, "--", "set", "Interface",
+                   h.name, "ofport_request=%d" % HOST_PORT_OFPORT)
+        if h.vlan:
+            proc = run(["ip", "-n", hns, "link", "add", "link", "eth0",
+                        "name", h.iface, "type", "vlan", "id", h.vlan],
+                       check=False)
+            if "Unknown device type" in proc.stderr:
+                raise FeatureMissing("kernel without 802.1Q VLAN devices "
+                                     "(CONFIG_VLAN_8021Q)")
+            if proc.returncode != 0:
+                raise harness.CommandError(proc.args, proc)
+            run(["ip", "netns", "exec", hns, "ethtool", "-K", h.iface, "tx",
+                 "off"])
+        run(["ip", "-n", hns, "addr", "add", h.ip, "dev", h.iface])
+        run(["ip", "-n", hns, "link", "set", "eth0", "up"])
+        run(["ip", "-n", hns, "link", "set", h.iface, "up"])
+        self._wait_ports()
+
+    def _wait_ports(self):
+        def ready():
+            out = self.vsctl("--columns=name,ofport", "--format=csv",
+                             "--data=bare", "--no-headings", "list",
+                             "Interface").stdout
+            ofports = [line.split(",")[1] for line in out.split()]
+            return all(p.isdigit() and int(p) > 0 for p in ofports)
+        wait_until(ready, 10, "OVS ports to get OpenFlow port numbers")
+
+    # ---------------------------------------------------------- keys
+    def key(self):
+        """A new random key file in this Net's run directory."""
+        os.makedirs(self.keydir, mode=0o700, exist_ok=True)
+        self._keys += 1
+        return pairkey.Key(os.path.join(self.keydir, "k%d.hex" % self._keys))
+
+    # ------------------------------------------------------- traffic
+    def host_run(self, host, *argv, check=False, timeout=30):
+        return run(["ip", "netns", "exec", self.ns(host)] + list(argv),
+                   check=check, timeout=timeout)
+
+    def ping(self, src, dst, count=1, size=56, dont_fragment=False):
+        """True if every echo request from src to host dst is answered."""
+        return harness.icmp_echo(self.ns(src), self.topo.host(dst).addr,
+                                 count, size, dont_fragment) == count
+
+    def wait_ping(self, src, dst, timeout=10):
+        """Pings until one echo succeeds (the first may wait for ARP)."""
+        return wait_until(lambda: self.ping(src, dst), timeout,
+                          "ping %s -> %s" % (src, dst))
+
+    def static_arp(self):
+        """Permanent neighbor entries between all hosts: afterwards one
+        datagram is exactly one frame on the wire."""
+        for a in self.topo.hosts:
+            for b in self.topo.hosts:
+                if a is not b:
+                    run(["ip", "-n", self.ns(a.name), "neigh", "replace",
+                         b.addr, "lladdr", b.mac, "dev", a.iface, "nud",
+                         "permanent"])
+
+    def udp_socket(self, host, port):
+        """A non-blocking UDP socket bound in host to (its address, port)."""
+        s = harness.ns_socket(self.ns(host), socket.AF_INET, socket.SOCK_DGRAM)
+        self._cleanup.callback(s.close)
+        s.bind((self.topo.host(host).addr, port))
+        s.setblocking(False)
+        return s
+
+    def udp_send(self, src, dst, port, payload):
+        s = harness.ns_socket(self.ns(src), socket.AF_INET, socket.SOCK_DGRAM)
+        with s:
+            s.sendto(payload, (self.topo.host(dst).addr, port))
+
+    @staticmethod
+    def udp_recv(sock):
+        """The next datagram waiting on a non-blocking socket, or None."""
+        try:
+            return sock.recv(65535)
+        except BlockingIOError:
+            return None
+
+    def tcp_transfer(self, src, dst, payload, port=5001, timeout=10):
+        """Sends payload over TCP from src to dst; returns what dst read."""
+        addr = (self.topo.host(dst).addr, port)
+        server = harness.ns_socket(self.ns(dst), socket.AF_INET,
+                                   socket.SOCK_STREAM)
+        client = harness.ns_socket(self.ns(src), socket.AF_INET,
+                                   socket.SOCK_STREAM)
+        received = []
+        with server, client:
+            server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            server.bind(addr)
+            server.listen(1)
+            server.settimeout(timeout)
+
+            def serve():
+                conn, _ = server.accept()
+                with conn:
+                    conn.settimeout(timeout)
+                    while chunk := conn.recv(65536):
+                        received.append(chunk)
+            t = threading.Thread(target=serve, daemon=True)
+            t.start()
+            client.settimeout(timeout)
+            client.connect(addr)
+            client.sendall(payload)
+            client.shutdown(socket.SHUT_WR)
+            t.join(timeout)
+        return b"".join(received)
+
+    def sniffer(self, host):
+        """A RawPort on host's eth0: what actually reached the host."""
+        port = harness.RawPort(self.ns(host), "eth0")
+        self._cleanup.callback(port.close)
+        return port
+
+    # ----------------------------------------------------------- wire
+    def wire_ports(self):
+        return [("to-%s" % b.name) for b in self.topo.bridges if b.wire]
+
+    def _wire_rx(self):
+        ns = self.ns("wire")
+        return sum(harness.link_stats(ns, p)["rx_packets"]
+                   for p in self.wire_ports())
+
+    @contextlib.contextmanager
+    def capture(self, wire="wire"):
+        """Captures the wire while the with-body runs.  On leaving, waits
+        until every frame the wire received is in the pcap, then stops;
+        the frames are in .frames of the yielded Capture."""
+        self._captures += 1
+        path = self.ovs.path("%s-%d.pcap" % (wire, self._captures))
+        cap = harness.Capture(self.ns("wire"), wire, path)
+        self._cleanup.callback(cap.stop, False)
+        base = self._wire_rx()
+        cap.expected = lambda: self._wire_rx() - base
+        try:
+            yield cap
+        except BaseException:
+            cap.stop(settle=False)
+            raise
+        cap.stop()
+
+    def inject(self, bridge, frames):
+        """Sends frames from the wire into bridge's uplink (only that
+        bridge sees them)."""
+        port = harness.RawPort(self.ns("wire"), "to-%s" % bridge)
+        with contextlib.closing(port):
+            for f in frames:
+                port.send(f)
+
+    # ---------------------------------------------------- forensics
+    def log_lines(self, levels=("WARN", "ERR", "EMER")):
+        path = self.ovs.path("ovs-vswitchd.log")
+        if not os.path.exists(path):
+            return []
+        with open(path, errors="replace") as f:
+            return [line.rstrip("\n") for line in f
+                    if any("|%s|" % lvl in line for lvl in levels)]
+
+    def save_forensics(self, dest):
+        """Copies logs and pcaps and dumps OVS state into dest (never the
+        key files)."""
+        os.makedirs(dest, exist_ok=True)
+
+        def save(name, fn):
+            try:
+                text = fn()
+            except Exception as e:           # keep collecting the rest
+                text = "failed: %s\n" % e
+            with open(os.path.join(dest, name), "w") as f:
+                f.write(text)
+
+        def out(fn, *args):
+            return lambda: (lambda p: p.stdout + p.stderr)(
+                fn(*args, check=False))
+
+        alive = self.vswitchd is not None and self.vswitchd.alive()
+        save("ovs-vsctl-show.txt", out(self.vsctl, "show"))
+        if alive:
+            for br in self.topo.bridges:
+                save("dump-flows-%s.txt" % br.name,
+                     out(self.ofctl, "dump-flows", br.name))
+                save("dump-ports-%s.txt" % br.name,
+                     out(self.ofctl, "dump-ports", br.name))
+            save("pairkey-show.txt", out(self.appctl, "pairkey/show"))
+            save("coverage-show.txt", out(self.appctl, "coverage/show"))
+            save("dpctl-dump-flows.txt", out(self.appctl, "dpctl/dump-flows"))
+        for ns in self.namespaces:
+            save("ip-%s.txt" % ns, lambda ns=ns: "".join(
+                run(["ip", "-n", ns, "-s", "-d"] + a, check=False).stdout
+                for a in (["link"], ["addr"], ["neigh"])))
+        for name in sorted(os.listdir(self.ovs.rundir)):
+            if name.endswith((".log", ".stderr", ".pcap")):
+                shutil.copy(self.ovs.path(name), dest)
