@@ -30,7 +30,7 @@ build/.deps-stamp: scripts/install-deps.sh
 	bash scripts/install-deps.sh
 	@mkdir -p build && touch $@
 
-$(OVS)/.git/pairkey-unpacked: build/.deps-stamp
+$(OVS)/.git/pairkey-unpacked: | build/.deps-stamp
 	bash scripts/ovs-tree.sh unpack
 	touch $@
 
