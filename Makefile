@@ -1,7 +1,8 @@
 # pairkey: per-pair encryption for Open vSwitch.
 #
-#   make               install missing packages, patch and build OVS into
-#                      build/bin (as root on a fresh machine)
+#   make               install missing packages, patch and build OVS, then
+#                      pairkeyd and pairkeyctl, into build/bin (as root on a
+#                      fresh machine)
 #   make check         every test: unit, OVS suite, integration
 #   make demo          two hosts, one wire: ciphertext on the wire,
 #                      plaintext at the receiver
@@ -50,10 +51,12 @@ ovs: $(OVS)/config.status
 	$(MAKE) -C $(OVS) -j$(JOBS) >/dev/null
 
 build/bin/.stamp: ovs
+	$(MAKE) -C controller OVS_SRC=../$(OVS)
 	@mkdir -p build/bin build/share
 	@for p in $(OVS_PROGRAMS); do \
 		ln -sf ../ovs/$$p build/bin/; \
 	done
+	@ln -sf ../../controller/pairkeyd ../../controller/pairkeyctl build/bin/
 	@cp -p $(OVS)/vswitchd/vswitch.ovsschema build/share/
 	@touch $@
 	@echo "pairkey: programs in build/bin, schema in build/share"
@@ -88,6 +91,7 @@ bench: all
 	$(MAKE) -C bench all OVS_SRC=../$(OVS)
 
 clean:
+	-$(MAKE) -C controller clean
 	-$(MAKE) -C unit clean
 	-$(MAKE) -C bench clean
 	rm -rf build/bin build/share

@@ -8,6 +8,8 @@ packages=(
     openvswitch-source build-essential autoconf automake libtool pkg-config
     libsodium-dev libssl-dev libcap-ng-dev libunbound-dev libxdp-dev
     libbpf-dev libnuma-dev python3
+    # The key server.
+    libsqlite3-dev sqlite3
     # Unit tests.
     libcmocka-dev python3-cryptography
     # Integration tests, demo and benchmarks.

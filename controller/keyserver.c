@@ -1,0 +1,1215 @@
+/*
+ * Copyright (c) 2026 The pairkey authors.
+ *
+ * Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at:
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+#include <config.h>
+#include "keyserver.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crypt-frame.h"
+#include "dp-packet.h"
+#include "flow.h"
+#include "hash.h"
+#include "marks.h"
+#include "ofp-crypt.h"
+#include "openvswitch/dynamic-string.h"
+#include "openvswitch/hmap.h"
+#include "openvswitch/list.h"
+#include "openvswitch/match.h"
+#include "openvswitch/ofp-actions.h"
+#include "openvswitch/ofp-errors.h"
+#include "openvswitch/ofp-flow.h"
+#include "openvswitch/ofp-msgs.h"
+#include "openvswitch/ofp-packet.h"
+#include "openvswitch/ofp-print.h"
+#include "openvswitch/ofp-protocol.h"
+#include "openvswitch/ofp-switch.h"
+#include "openvswitch/ofpbuf.h"
+#include "openvswitch/rconn.h"
+#include "openvswitch/vconn.h"
+#include "openvswitch/vlog.h"
+#include "openvswitch/ofp-util.h"
+#include "packets.h"
+#include "socket-util.h"
+#include "store.h"
+#include "util.h"
+
+VLOG_DEFINE_THIS_MODULE(keyserver);
+
+/* Rate limit for refused requests and switch errors. */
+static struct vlog_rate_limit rl = VLOG_RATE_LIMIT_INIT(5, 20);
+
+#define TABLE_PORTS 0           /* Which port may send what. */
+#define TABLE_SEND 1            /* From clients, by destination. */
+#define TABLE_RECV 2            /* From the uplink, by source. */
+
+/* The group key's SA id; pair keys use their pair id, which is never 0. */
+#define GROUP_SA_ID 0
+
+/* Cookies: base pipeline flows, and pair flows (cookie = the pair id, or
+ * LOCAL_COOKIE for clients talking on one bridge). */
+#define BASE_COOKIE UINT64_C(0x706b000000000000)
+#define LOCAL_COOKIE UINT64_C(0x706c000000000000)
+#define DROP_COOKIE UINT64_C(0x706d000000000000)
+
+/* Matches broadcast and multicast destinations. */
+static const struct eth_addr group_bit = ETH_ADDR_C(01, 00, 00, 00, 00, 00);
+
+/* Seconds a refused destination is dropped before it may ask again. */
+#define REFUSED_IDLE_TIMEOUT 10
+
+/* A key version installed on a switch connection. */
+struct sa_entry {
+    struct hmap_node node;      /* In struct pk_switch's 'sas'. */
+    int64_t sa_id;
+    uint32_t version;
+};
+
+/* A flow of the base pipeline, to delete it when it is no longer wanted. */
+struct base_flow {
+    uint8_t table_id;
+    int priority;
+    struct match match;
+};
+
+struct pk_switch {
+    struct ovs_list list_node;  /* In struct keyserver's 'switches'. */
+    struct rconn *rconn;
+    uint64_t conn_seq;          /* Serial number of this connection. */
+    bool have_dpid;
+    uint64_t dpid;
+    char *name;                 /* Bridge name, or the dpid. */
+    enum ofputil_protocol protocol;
+
+    struct mark *marks;         /* From OVSDB, for 'dpid'. */
+    size_t n_marks;
+
+    struct hmap sas;            /* Contains "struct sa_entry"s. */
+    struct base_flow *base;     /* Base pipeline as last installed. */
+    size_t n_base;
+};
+
+/* A key version this process handed to a bridge (by dpid), in any of its
+ * connections: a version must never reach a bridge twice. */
+struct held {
+    struct hmap_node node;      /* In struct keyserver's 'held'. */
+    uint64_t dpid;
+    int64_t sa_id;
+    uint32_t version;
+    uint64_t conn_seq;
+};
+
+/* A key version issued by this process.  Versions issued before it started
+ * may have been installed anywhere, so they are rotated before use. */
+struct issued {
+    struct hmap_node node;
+    int64_t sa_id;
+    uint32_t version;
+};
+
+struct keyserver {
+    struct store *store;
+    struct marks *marks;
+    enum miss_policy miss_policy;
+    struct ovs_list switches;   /* Contains "struct pk_switch"es. */
+    uint64_t next_conn_seq;
+    uint64_t marks_seqno;
+    struct hmap held;
+    struct hmap issued;
+
+    /* Statistics. */
+    uint64_t n_requests;
+    uint64_t n_refused;
+    uint64_t n_keys_issued;
+};
+
+struct key {
+    int64_t sa_id;
+    uint32_t version;
+    uint8_t bytes[STORE_KEY_LEN];
+};
+
+static void switch_destroy(struct pk_switch *);
+static void switch_program(struct keyserver *, struct pk_switch *);
+
+struct keyserver *
+keyserver_create(struct store *store, struct marks *marks,
+                 enum miss_policy miss_policy)
+{
+    struct keyserver *ks = xzalloc(sizeof *ks);
+
+    ks->store = store;
+    ks->marks = marks;
+    ks->miss_policy = miss_policy;
+    ovs_list_init(&ks->switches);
+    ks->next_conn_seq = 1;
+    ks->marks_seqno = marks_seqno(marks);
+    hmap_init(&ks->held);
+    hmap_init(&ks->issued);
+    return ks;
+}
+
+void
+keyserver_destroy(struct keyserver *ks)
+{
+    if (ks) {
+        struct pk_switch *sw;
+        struct held *h;
+        struct issued *is;
+
+        LIST_FOR_EACH_POP (sw, list_node, &ks->switches) {
+            switch_destroy(sw);
+        }
+        HMAP_FOR_EACH_POP (h, node, &ks->held) {
+            free(h);
+        }
+        hmap_destroy(&ks->held);
+        HMAP_FOR_EACH_POP (is, node, &ks->issued) {
+            free(is);
+        }
+        hmap_destroy(&ks->issued);
+        free(ks);
+    }
+}
+
+/* Key bookkeeping. */
+
+static uint32_t
+sa_hash(int64_t sa_id)
+{
+    return hash_uint64(sa_id);
+}
+
+static struct sa_entry *
+switch_find_sa(const struct pk_switch *sw, int64_t sa_id)
+{
+    struct sa_entry *e;
+
+    HMAP_FOR_EACH_WITH_HASH (e, node, sa_hash(sa_id), &sw->sas) {
+        if (e->sa_id == sa_id) {
+            return e;
+        }
+    }
+    return NULL;
+}
+
+static struct held *
+find_held(const struct keyserver *ks, uint64_t dpid, int64_t sa_id,
+          uint32_t version)
+{
+    uint32_t hash = hash_3words(dpid, sa_id, version);
+    struct held *h;
+
+    HMAP_FOR_EACH_WITH_HASH (h, node, hash, &ks->held) {
+        if (h->dpid == dpid && h->sa_id == sa_id && h->version == version) {
+            return h;
+        }
+    }
+    return NULL;
+}
+
+static bool
+was_issued_here(const struct keyserver *ks, int64_t sa_id, uint32_t version)
+{
+    struct issued *is;
+
+    HMAP_FOR_EACH_WITH_HASH (is, node, hash_2words(sa_id, version),
+                             &ks->issued) {
+        if (is->sa_id == sa_id && is->version == version) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static void
+note_issued(struct keyserver *ks, int64_t sa_id, uint32_t version)
+{
+    if (!was_issued_here(ks, sa_id, version)) {
+        struct issued *is = xmalloc(sizeof *is);
+
+        is->sa_id = sa_id;
+        is->version = version;
+        hmap_insert(&ks->issued, &is->node, hash_2words(sa_id, version));
+        ks->n_keys_issued++;
+    }
+}
+
+/* A switch may receive version 'key->version' only if this process issued
+ * it and the switch's bridge never held it in an earlier connection: a
+ * bridge that held a key, restarted or reconnected, gets a new version
+ * rather than the same key with fresh replay windows. */
+static bool
+key_is_fresh_for(const struct keyserver *ks, const struct pk_switch *sw,
+                 const struct key *key)
+{
+    const struct held *h;
+
+    if (!was_issued_here(ks, key->sa_id, key->version)) {
+        return false;
+    }
+    h = find_held(ks, sw->dpid, key->sa_id, key->version);
+    return !h || h->conn_seq == sw->conn_seq;
+}
+
+/* Sending. */
+
+static void
+switch_send(struct pk_switch *sw, struct ofpbuf *msg)
+{
+    int error = rconn_send(sw->rconn, msg, NULL);
+    if (error) {
+        VLOG_INFO_RL(&rl, "%s: send: %s", sw->name, ovs_strerror(error));
+        ofpbuf_delete(msg);
+    }
+}
+
+static void
+send_flow_mod(struct pk_switch *sw, uint16_t command, uint8_t table_id,
+              int priority, const struct match *match,
+              const struct ofpbuf *ofpacts, uint64_t cookie,
+              uint16_t idle_timeout)
+{
+    struct ofputil_flow_mod fm = {
+        .priority = priority,
+        .new_cookie = htonll(cookie),
+        .cookie = (command == OFPFC_ADD ? 0 : htonll(cookie)),
+        .cookie_mask = (command == OFPFC_ADD ? 0 : OVS_BE64_MAX),
+        .table_id = table_id,
+        .command = command,
+        .idle_timeout = idle_timeout,
+        .buffer_id = UINT32_MAX,
+        .out_port = OFPP_ANY,
+        .out_group = OFPG_ANY,
+        .ofpacts = ofpacts ? ofpacts->data : NULL,
+        .ofpacts_len = ofpacts ? ofpacts->size : 0,
+    };
+
+    minimatch_init(&fm.match, match);
+    switch_send(sw, ofputil_encode_flow_mod(&fm, sw->protocol));
+    minimatch_destroy(&fm.match);
+}
+
+/* Deletes every flow in 'table_id' that matches 'match' (non-strictly). */
+static void
+delete_flows(struct pk_switch *sw, uint8_t table_id, const struct match *match)
+{
+    struct ofputil_flow_mod fm = {
+        .priority = 0,
+        .table_id = table_id,
+        .command = OFPFC_DELETE,
+        .buffer_id = UINT32_MAX,
+        .out_port = OFPP_ANY,
+        .out_group = OFPG_ANY,
+    };
+
+    minimatch_init(&fm.match, match);
+    switch_send(sw, ofputil_encode_flow_mod(&fm, sw->protocol));
+    minimatch_destroy(&fm.match);
+}
+
+static void
+install_key(struct keyserver *ks, struct pk_switch *sw, const struct key *key)
+{
+    struct ofputil_crypt_sa_mod mod = {
+        .command = NXCSM_ADD,
+        .sa_id = key->sa_id,
+        .key_version = key->version,
+        .cipher = NX_CRYPT_CIPHER_DEFAULT,
+    };
+    struct sa_entry *e = switch_find_sa(sw, key->sa_id);
+    struct held *h;
+
+    memcpy(mod.key, key->bytes, sizeof mod.key);
+    switch_send(sw, ofputil_encode_crypt_sa_mod(
+                    &mod, rconn_get_version(sw->rconn)));
+    ofputil_crypt_sa_mod_wipe(&mod);
+
+    if (!e) {
+        e = xmalloc(sizeof *e);
+        e->sa_id = key->sa_id;
+        hmap_insert(&sw->sas, &e->node, sa_hash(key->sa_id));
+    }
+    e->version = key->version;
+
+    h = find_held(ks, sw->dpid, key->sa_id, key->version);
+    if (!h) {
+        h = xmalloc(sizeof *h);
+        h->dpid = sw->dpid;
+        h->sa_id = key->sa_id;
+        h->version = key->version;
+        hmap_insert(&ks->held, &h->node,
+                    hash_3words(sw->dpid, key->sa_id, key->version));
+    }
+    h->conn_seq = sw->conn_seq;
+}
+
+static void
+delete_key(struct pk_switch *sw, int64_t sa_id)
+{
+    struct sa_entry *e = switch_find_sa(sw, sa_id);
+
+    if (e) {
+        struct ofputil_crypt_sa_mod mod = {
+            .command = NXCSM_DELETE,
+            .sa_id = sa_id,
+        };
+
+        switch_send(sw, ofputil_encode_crypt_sa_mod(
+                        &mod, rconn_get_version(sw->rconn)));
+        hmap_remove(&sw->sas, &e->node);
+        free(e);
+    }
+}
+
+/* Switches. */
+
+static struct pk_switch *
+find_switch(const struct keyserver *ks, uint64_t dpid)
+{
+    struct pk_switch *sw;
+
+    LIST_FOR_EACH (sw, list_node, &ks->switches) {
+        if (sw->have_dpid && sw->dpid == dpid
+            && rconn_is_connected(sw->rconn)) {
+            return sw;
+        }
+    }
+    return NULL;
+}
+
+static const struct mark *
+switch_find_mark(const struct pk_switch *sw, ofp_port_t ofport)
+{
+    for (size_t i = 0; i < sw->n_marks; i++) {
+        if (sw->marks[i].ofport == ofport) {
+            return &sw->marks[i];
+        }
+    }
+    return NULL;
+}
+
+static const struct mark *
+switch_uplink(const struct pk_switch *sw)
+{
+    for (size_t i = 0; i < sw->n_marks; i++) {
+        if (sw->marks[i].role == MARK_UPLINK) {
+            return &sw->marks[i];
+        }
+    }
+    return NULL;
+}
+
+void
+keyserver_add_switch(struct keyserver *ks, struct vconn *vconn)
+{
+    struct pk_switch *sw = xzalloc(sizeof *sw);
+
+    sw->rconn = rconn_create(60, 0, DSCP_DEFAULT, vconn_get_allowed_versions(
+                                 vconn));
+    rconn_connect_unreliably(sw->rconn, vconn, NULL);
+    sw->conn_seq = ks->next_conn_seq++;
+    sw->name = xstrdup(vconn_get_name(vconn));
+    hmap_init(&sw->sas);
+    ovs_list_push_back(&ks->switches, &sw->list_node);
+}
+
+static void
+switch_destroy(struct pk_switch *sw)
+{
+    struct sa_entry *e;
+
+    rconn_destroy(sw->rconn);
+    free(sw->name);
+    marks_free(sw->marks, sw->n_marks);
+    HMAP_FOR_EACH_POP (e, node, &sw->sas) {
+        free(e);
+    }
+    hmap_destroy(&sw->sas);
+    free(sw->base);
+    free(sw);
+}
+
+/* Keys. */
+
+static void
+key_from_pair(struct key *key, const struct store_pair_key *pk)
+{
+    key->sa_id = pk->pair_id;
+    key->version = pk->version;
+    memcpy(key->bytes, pk->key, sizeof key->bytes);
+}
+
+static void
+key_wipe(struct key *key)
+{
+    store_key_wipe(key->bytes, sizeof key->bytes);
+}
+
+/* Installs 'key' on every connected switch that holds its SA, and on 'sw' if
+ * nonnull. */
+static void
+push_key(struct keyserver *ks, const struct key *key, struct pk_switch *sw)
+{
+    struct pk_switch *other;
+
+    LIST_FOR_EACH (other, list_node, &ks->switches) {
+        if (other == sw
+            || (switch_find_sa(other, key->sa_id)
+                && rconn_is_connected(other->rconn))) {
+            install_key(ks, other, key);
+        }
+    }
+}
+
+/* Rotates pair 'pair_id' (or the group key, for GROUP_SA_ID) to a new
+ * version in the store and stores it in 'key'.  Returns false on error. */
+static bool
+rotate_key(struct keyserver *ks, const struct pk_switch *sw, int64_t sa_id,
+           const char *reason, struct key *key)
+{
+    char *error;
+
+    if (sa_id == GROUP_SA_ID) {
+        struct store_group_key gk;
+
+        error = store_rotate_group_key(ks->store, &gk);
+        if (!error) {
+            key->sa_id = GROUP_SA_ID;
+            key->version = gk.version;
+            memcpy(key->bytes, gk.key, sizeof key->bytes);
+            store_key_wipe(&gk, sizeof gk);
+        }
+    } else {
+        struct store_pair_key pk;
+
+        error = store_rotate_pair_key(ks->store, sa_id, sw->name, reason,
+                                      &pk);
+        if (!error) {
+            key_from_pair(key, &pk);
+            store_key_wipe(&pk, sizeof pk);
+        }
+    }
+    if (error) {
+        VLOG_WARN_RL(&rl, "%s: rotating key %"PRId64" failed: %s",
+                     sw->name, sa_id, error);
+        free(error);
+        return false;
+    }
+    note_issued(ks, key->sa_id, key->version);
+    return true;
+}
+
+/* Makes sure 'sw' holds the current version of 'key' (which may be rotated
+ * for it, see key_is_fresh_for()).  Returns false on error. */
+static bool
+ensure_key(struct keyserver *ks, struct pk_switch *sw, struct key *key)
+{
+    struct sa_entry *e = switch_find_sa(sw, key->sa_id);
+
+    if (e && e->version == key->version) {
+        return true;
+    }
+    if (!key_is_fresh_for(ks, sw, key)) {
+        struct key new_key;
+
+        if (!rotate_key(ks, sw, key->sa_id, "switch reconnected",
+                        &new_key)) {
+            return false;
+        }
+        key_wipe(key);
+        *key = new_key;
+        /* Every other holder moves to the new version too; their previous
+         * version keeps decrypting frames in flight. */
+        push_key(ks, key, sw);
+        key_wipe(&new_key);
+        return true;
+    }
+    install_key(ks, sw, key);
+    return true;
+}
+
+/* Base pipeline. */
+
+static void
+base_add(struct base_flow **flows, size_t *n, size_t *allocated,
+         uint8_t table_id, int priority, const struct match *match)
+{
+    struct base_flow *flow;
+
+    if (*n >= *allocated) {
+        *flows = x2nrealloc(*flows, allocated, sizeof **flows);
+    }
+    flow = &(*flows)[(*n)++];
+    flow->table_id = table_id;
+    flow->priority = priority;
+    flow->match = *match;
+}
+
+static bool
+base_contains(const struct base_flow *flows, size_t n,
+              const struct base_flow *flow)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (flows[i].table_id == flow->table_id
+            && flows[i].priority == flow->priority
+            && match_equal(&flows[i].match, &flow->match)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static void
+add_base_flow(struct pk_switch *sw, struct base_flow **flows, size_t *n,
+              size_t *allocated, uint8_t table_id, int priority,
+              const struct match *match, const struct ofpbuf *ofpacts)
+{
+    send_flow_mod(sw, OFPFC_ADD, table_id, priority, match, ofpacts,
+                  BASE_COOKIE, 0);
+    base_add(flows, n, allocated, table_id, priority, match);
+}
+
+static void
+put_output(struct ofpbuf *ofpacts, ofp_port_t port)
+{
+    ofpact_put_OUTPUT(ofpacts)->port = port;
+}
+
+static void
+put_controller(struct ofpbuf *ofpacts)
+{
+    struct ofpact_controller *oc = ofpact_put_CONTROLLER(ofpacts);
+
+    oc->max_len = UINT16_MAX;
+    oc->reason = OFPR_NO_MATCH;
+    ofpact_finish_CONTROLLER(ofpacts, &oc);
+}
+
+/* (Re)installs the base pipeline of 'sw' from its marks and the enrolled
+ * clients, and deletes base flows that are no longer wanted. */
+static void
+switch_program(struct keyserver *ks, struct pk_switch *sw)
+{
+    struct base_flow *flows = NULL;
+    size_t n = 0, allocated = 0;
+    const struct mark *uplink;
+    struct ofpbuf ofpacts;
+    struct match match;
+    char *bridge;
+    bool any_client = false;
+
+    marks_free(sw->marks, sw->n_marks);
+    sw->n_marks = marks_get(ks->marks, sw->dpid, &sw->marks, &bridge);
+    if (bridge) {
+        free(sw->name);
+        sw->name = bridge;
+    }
+    uplink = switch_uplink(sw);
+    ofpbuf_init(&ofpacts, 64);
+
+    /* Table 0: which port may send what. */
+    match_init_catchall(&match);
+    add_base_flow(sw, &flows, &n, &allocated, TABLE_PORTS, 0, &match, NULL);
+    for (size_t i = 0; i < sw->n_marks; i++) {
+        const struct mark *m = &sw->marks[i];
+
+        match_init_catchall(&match);
+        match_set_in_port(&match, m->ofport);
+        add_base_flow(sw, &flows, &n, &allocated, TABLE_PORTS, 90, &match,
+                      NULL);
+
+        ofpbuf_clear(&ofpacts);
+        if (m->role == MARK_UPLINK) {
+            match_set_dl_type(&match, htons(CRYPT_ETH_TYPE));
+            ofpact_put_GOTO_TABLE(&ofpacts)->table_id = TABLE_RECV;
+            add_base_flow(sw, &flows, &n, &allocated, TABLE_PORTS, 100,
+                          &match, &ofpacts);
+        } else {
+            struct store_client client;
+
+            if (!store_find_client_by_id(ks->store, m->client_id, &client)) {
+                continue;
+            }
+            any_client = true;
+            match_set_dl_src(&match, client.mac);
+            ofpact_put_GOTO_TABLE(&ofpacts)->table_id = TABLE_SEND;
+            add_base_flow(sw, &flows, &n, &allocated, TABLE_PORTS, 100,
+                          &match, &ofpacts);
+
+            /* Table 2: frames for this client are key requests. */
+            match_init_catchall(&match);
+            match_set_dl_dst(&match, client.mac);
+            ofpbuf_clear(&ofpacts);
+            put_controller(&ofpacts);
+            add_base_flow(sw, &flows, &n, &allocated, TABLE_RECV, 10,
+                          &match, &ofpacts);
+
+            /* Table 1: broadcast and multicast from this client go in the
+             * clear to the other clients of this bridge and under the group
+             * key to the uplink. */
+            match_init_catchall(&match);
+            match_set_dl_src(&match, client.mac);
+            match_set_dl_dst_masked(&match, group_bit, group_bit);
+            ofpbuf_clear(&ofpacts);
+            for (size_t k = 0; k < sw->n_marks; k++) {
+                if (sw->marks[k].role == MARK_CLIENT && k != i) {
+                    put_output(&ofpacts, sw->marks[k].ofport);
+                }
+            }
+            if (uplink) {
+                ofpact_put_ENCRYPT(&ofpacts)->sa_id = GROUP_SA_ID;
+                put_output(&ofpacts, uplink->ofport);
+            }
+            add_base_flow(sw, &flows, &n, &allocated, TABLE_SEND, 200,
+                          &match, &ofpacts);
+        }
+    }
+
+    /* Table 1 misses are key requests; table 2 drops what is not for a
+     * client here. */
+    match_init_catchall(&match);
+    ofpbuf_clear(&ofpacts);
+    put_controller(&ofpacts);
+    add_base_flow(sw, &flows, &n, &allocated, TABLE_SEND, 0, &match,
+                  &ofpacts);
+    add_base_flow(sw, &flows, &n, &allocated, TABLE_RECV, 0, &match, NULL);
+
+    /* Group traffic from the uplink goes to every client here. */
+    if (any_client && uplink) {
+        match_init_catchall(&match);
+        match_set_dl_dst_masked(&match, group_bit, group_bit);
+        ofpbuf_clear(&ofpacts);
+        ofpact_put_DECRYPT(&ofpacts)->sa_id = GROUP_SA_ID;
+        for (size_t k = 0; k < sw->n_marks; k++) {
+            if (sw->marks[k].role == MARK_CLIENT) {
+                put_output(&ofpacts, sw->marks[k].ofport);
+            }
+        }
+        add_base_flow(sw, &flows, &n, &allocated, TABLE_RECV, 200, &match,
+                      &ofpacts);
+    }
+
+    /* Delete what the previous pipeline had and this one has not. */
+    for (size_t i = 0; i < sw->n_base; i++) {
+        if (!base_contains(flows, n, &sw->base[i])) {
+            send_flow_mod(sw, OFPFC_DELETE_STRICT, sw->base[i].table_id,
+                          sw->base[i].priority, &sw->base[i].match, NULL,
+                          BASE_COOKIE, 0);
+        }
+    }
+    free(sw->base);
+    sw->base = flows;
+    sw->n_base = n;
+    ofpbuf_uninit(&ofpacts);
+
+    /* The group key, for every bridge that has clients. */
+    if (any_client && uplink) {
+        struct store_group_key gk;
+        char *error = store_get_group_key(ks->store, &gk);
+
+        if (error) {
+            VLOG_WARN_RL(&rl, "%s: group key: %s", sw->name, error);
+            free(error);
+        } else {
+            struct key key = { .sa_id = GROUP_SA_ID, .version = gk.version };
+
+            memcpy(key.bytes, gk.key, sizeof key.bytes);
+            store_key_wipe(&gk, sizeof gk);
+            ensure_key(ks, sw, &key);
+            key_wipe(&key);
+        }
+    }
+}
+
+/* Key requests. */
+
+/* Installs the four flows of pair ('a', 'b') with SA 'key' on the switches
+ * of both clients that are connected. */
+static void
+install_pair_flows(struct keyserver *ks, const struct store_client *a,
+                   const struct store_client *b, struct key *key)
+{
+    const struct store_client *ends[2] = { a, b };
+
+    for (int i = 0; i < 2; i++) {
+        const struct store_client *me = ends[i], *peer = ends[!i];
+        struct pk_switch *sw;
+        const struct mark *uplink;
+        ofp_port_t port;
+        uint64_t dpid;
+
+        if (!marks_find_client(ks->marks, me->id, &dpid, &port)) {
+            continue;
+        }
+        sw = find_switch(ks, dpid);
+        uplink = sw ? switch_uplink(sw) : NULL;
+        if (!uplink || !ensure_key(ks, sw, key)) {
+            continue;
+        }
+
+        struct ofpbuf ofpacts;
+        struct match match;
+
+        ofpbuf_init(&ofpacts, 64);
+        match_init_catchall(&match);
+        match_set_dl_src(&match, me->mac);
+        match_set_dl_dst(&match, peer->mac);
+        ofpact_put_ENCRYPT(&ofpacts)->sa_id = key->sa_id;
+        put_output(&ofpacts, uplink->ofport);
+        send_flow_mod(sw, OFPFC_ADD, TABLE_SEND, 100, &match, &ofpacts,
+                      key->sa_id, 0);
+
+        match_init_catchall(&match);
+        match_set_dl_src(&match, peer->mac);
+        match_set_dl_dst(&match, me->mac);
+        ofpbuf_clear(&ofpacts);
+        ofpact_put_DECRYPT(&ofpacts)->sa_id = key->sa_id;
+        put_output(&ofpacts, port);
+        send_flow_mod(sw, OFPFC_ADD, TABLE_RECV, 100, &match, &ofpacts,
+                      key->sa_id, 0);
+        ofpbuf_uninit(&ofpacts);
+    }
+}
+
+/* Two clients on one bridge talk in the clear: their frames never leave the
+ * switch. */
+static void
+install_local_flow(struct pk_switch *sw, const struct store_client *from,
+                   const struct store_client *to, ofp_port_t to_port)
+{
+    struct ofpbuf ofpacts;
+    struct match match;
+
+    ofpbuf_init(&ofpacts, 16);
+    match_init_catchall(&match);
+    match_set_dl_src(&match, from->mac);
+    match_set_dl_dst(&match, to->mac);
+    put_output(&ofpacts, to_port);
+    send_flow_mod(sw, OFPFC_ADD, TABLE_SEND, 100, &match, &ofpacts,
+                  LOCAL_COOKIE, 0);
+    ofpbuf_uninit(&ofpacts);
+}
+
+/* Drops frames from 'src' to 'dst' for a while after a refused request, so
+ * that a host cannot flood the key server. */
+static void
+install_refusal(struct pk_switch *sw, uint8_t table_id,
+                struct eth_addr src, struct eth_addr dst)
+{
+    struct match match;
+
+    match_init_catchall(&match);
+    match_set_dl_src(&match, src);
+    match_set_dl_dst(&match, dst);
+    send_flow_mod(sw, OFPFC_ADD, table_id, 50, &match, NULL, DROP_COOKIE,
+                  REFUSED_IDLE_TIMEOUT);
+}
+
+static void
+release_packet(struct keyserver *ks, struct pk_switch *sw,
+               const struct ofputil_packet_in *pi, ofp_port_t in_port)
+{
+    if (ks->miss_policy == MISS_HOLD) {
+        struct ofputil_packet_out po;
+        struct ofpbuf ofpacts;
+
+        ofpbuf_init(&ofpacts, 16);
+        put_output(&ofpacts, OFPP_TABLE);
+        po.packet = pi->packet;
+        po.packet_len = pi->packet_len;
+        po.buffer_id = UINT32_MAX;
+        match_init_catchall(&po.flow_metadata);
+        match_set_in_port(&po.flow_metadata, in_port);
+        po.ofpacts = ofpacts.data;
+        po.ofpacts_len = ofpacts.size;
+        switch_send(sw, ofputil_encode_packet_out(&po, sw->protocol));
+        ofpbuf_uninit(&ofpacts);
+    }
+}
+
+static void
+refuse(struct keyserver *ks, struct pk_switch *sw, const char *why,
+       const struct flow *flow)
+{
+    ks->n_refused++;
+    VLOG_WARN_RL(&rl, "%s: refused key request from "ETH_ADDR_FMT" to "
+                 ETH_ADDR_FMT" on port %"PRIu32": %s", sw->name,
+                 ETH_ADDR_ARGS(flow->dl_src), ETH_ADDR_ARGS(flow->dl_dst),
+                 ofp_to_u16(flow->in_port.ofp_port), why);
+}
+
+/* Answers a key request for pair ('me', 'peer'), where 'me' is the client
+ * behind this switch that the request is made for. */
+static bool
+answer_request(struct keyserver *ks, struct pk_switch *sw,
+               const struct store_client *me, const struct store_client *peer,
+               const char *reason)
+{
+    struct store_pair_key pk;
+    struct key key;
+    bool created;
+    char *error;
+
+    error = store_get_pair_key(ks->store, me->id, peer->id, sw->name,
+                               reason, &pk, &created);
+    if (error) {
+        VLOG_WARN_RL(&rl, "%s: %s", sw->name, error);
+        free(error);
+        return false;
+    }
+    if (created) {
+        note_issued(ks, pk.pair_id, pk.version);
+        VLOG_INFO("%s: issued key %"PRId64" for %s and %s (version %"
+                  PRIu32")", sw->name, pk.pair_id, pk.id_a, pk.id_b,
+                  pk.version);
+    }
+    key_from_pair(&key, &pk);
+    store_key_wipe(&pk, sizeof pk);
+    install_pair_flows(ks, me, peer, &key);
+    key_wipe(&key);
+    return true;
+}
+
+/* A frame from client port 'in_port' to a destination without a flow. */
+static void
+process_send_request(struct keyserver *ks, struct pk_switch *sw,
+                     const struct ofputil_packet_in *pi,
+                     const struct flow *flow)
+{
+    ofp_port_t in_port = flow->in_port.ofp_port;
+    const struct mark *mark = switch_find_mark(sw, in_port);
+    struct store_client me, peer;
+    ofp_port_t peer_port;
+    uint64_t peer_dpid;
+
+    if (!mark || mark->role != MARK_CLIENT) {
+        refuse(ks, sw, "port is not a client port", flow);
+        return;
+    }
+    if (!store_find_client_by_id(ks->store, mark->client_id, &me)
+        || !eth_addr_equals(me.mac, flow->dl_src)) {
+        refuse(ks, sw, "source is not the port's enrolled client", flow);
+        return;
+    }
+    if (eth_addr_is_multicast(flow->dl_dst)) {
+        return;
+    }
+    if (!store_find_client_by_mac(ks->store, flow->dl_dst, &peer)) {
+        refuse(ks, sw, "destination is not enrolled", flow);
+        install_refusal(sw, TABLE_SEND, flow->dl_src, flow->dl_dst);
+        return;
+    }
+    if (!strcmp(peer.id, me.id)) {
+        refuse(ks, sw, "destination is the sender", flow);
+        return;
+    }
+
+    if (marks_find_client(ks->marks, peer.id, &peer_dpid, &peer_port)
+        && peer_dpid == sw->dpid) {
+        install_local_flow(sw, &me, &peer, peer_port);
+        install_local_flow(sw, &peer, &me, in_port);
+    } else if (!answer_request(ks, sw, &me, &peer, "send request")) {
+        return;
+    }
+    release_packet(ks, sw, pi, in_port);
+}
+
+/* An encrypted frame from the uplink for a client here, from a source
+ * without a flow. */
+static void
+process_recv_request(struct keyserver *ks, struct pk_switch *sw,
+                     const struct ofputil_packet_in *pi,
+                     const struct flow *flow)
+{
+    struct store_client me, peer;
+    const struct mark *mark;
+    bool local = false;
+
+    for (size_t i = 0; i < sw->n_marks; i++) {
+        mark = &sw->marks[i];
+        if (mark->role == MARK_CLIENT
+            && store_find_client_by_id(ks->store, mark->client_id, &me)
+            && eth_addr_equals(me.mac, flow->dl_dst)) {
+            local = true;
+            break;
+        }
+    }
+    if (!local) {
+        refuse(ks, sw, "destination is not a client of this bridge", flow);
+        return;
+    }
+    if (!store_find_client_by_mac(ks->store, flow->dl_src, &peer)
+        || !strcmp(peer.id, me.id)) {
+        refuse(ks, sw, "source is not an enrolled client", flow);
+        install_refusal(sw, TABLE_RECV, flow->dl_src, flow->dl_dst);
+        return;
+    }
+    if (answer_request(ks, sw, &me, &peer, "receive request")) {
+        release_packet(ks, sw, pi, flow->in_port.ofp_port);
+    }
+}
+
+/* A frame under a key version that this switch's SA does not hold: one of
+ * the two holders missed an update.  Push the current version to whichever
+ * holder lacks it. */
+static void
+process_version_report(struct keyserver *ks, struct pk_switch *sw,
+                       const struct flow *flow)
+{
+    struct store_client a, b;
+    struct store_pair_key pk;
+    struct key key;
+    bool created;
+    char *error;
+
+    if (!store_find_client_by_mac(ks->store, flow->dl_src, &a)
+        || !store_find_client_by_mac(ks->store, flow->dl_dst, &b)) {
+        return;
+    }
+    error = store_get_pair_key(ks->store, a.id, b.id, sw->name,
+                               "version report", &pk, &created);
+    if (error) {
+        free(error);
+        return;
+    }
+    if (created) {
+        note_issued(ks, pk.pair_id, pk.version);
+    }
+    key_from_pair(&key, &pk);
+    store_key_wipe(&pk, sizeof pk);
+    VLOG_INFO("%s: frame from "ETH_ADDR_FMT" under a key version this "
+              "switch lacks; re-pushing version %"PRIu32" of key %"PRId64,
+              sw->name, ETH_ADDR_ARGS(flow->dl_src), key.version, key.sa_id);
+    install_pair_flows(ks, &a, &b, &key);
+    key_wipe(&key);
+}
+
+static void
+process_packet_in(struct keyserver *ks, struct pk_switch *sw,
+                  const struct ofp_header *oh)
+{
+    struct ofputil_packet_in pi;
+    struct dp_packet packet;
+    struct flow flow;
+    enum ofperr error;
+
+    error = ofputil_decode_packet_in(oh, true, NULL, NULL, &pi, NULL, NULL,
+                                     NULL);
+    if (error) {
+        VLOG_WARN_RL(&rl, "%s: bad packet-in: %s", sw->name,
+                     ofperr_to_string(error));
+        return;
+    }
+    dp_packet_use_const(&packet, pi.packet, pi.packet_len);
+    flow_extract(&packet, &flow);
+    flow.in_port.ofp_port = pi.flow_metadata.flow.in_port.ofp_port;
+
+    ks->n_requests++;
+    if (pi.cookie == htonll(NX_CRYPT_REPORT_COOKIE)) {
+        process_version_report(ks, sw, &flow);
+    } else if (pi.table_id == TABLE_SEND) {
+        process_send_request(ks, sw, &pi, &flow);
+    } else if (pi.table_id == TABLE_RECV) {
+        process_recv_request(ks, sw, &pi, &flow);
+    }
+}
+
+static void
+process_features_reply(struct keyserver *ks, struct pk_switch *sw,
+                       const struct ofp_header *oh)
+{
+    struct ofputil_switch_features features;
+    struct ofpbuf b = ofpbuf_const_initializer(oh, ntohs(oh->length));
+    enum ofperr error = ofputil_pull_switch_features(&b, &features);
+
+    if (error) {
+        VLOG_WARN_RL(&rl, "%s: bad features reply: %s", sw->name,
+                     ofperr_to_string(error));
+        return;
+    }
+    sw->have_dpid = true;
+    sw->dpid = features.datapath_id;
+    VLOG_INFO("%s: connected, datapath id %016"PRIx64, sw->name, sw->dpid);
+    switch_program(ks, sw);
+}
+
+static void
+switch_process_msg(struct keyserver *ks, struct pk_switch *sw,
+                   const struct ofpbuf *msg)
+{
+    const struct ofp_header *oh = msg->data;
+    enum ofptype type;
+
+    if (ofptype_decode(&type, oh)) {
+        return;
+    }
+    if (type == OFPTYPE_ECHO_REQUEST) {
+        switch_send(sw, ofputil_encode_echo_reply(oh));
+    } else if (type == OFPTYPE_FEATURES_REPLY) {
+        process_features_reply(ks, sw, oh);
+    } else if (type == OFPTYPE_PACKET_IN) {
+        if (sw->have_dpid) {
+            process_packet_in(ks, sw, oh);
+        }
+    } else if (type == OFPTYPE_ERROR) {
+        /* The printer never shows key bytes. */
+        char *s = ofp_to_string(oh, ntohs(oh->length), NULL, NULL, 1);
+        VLOG_WARN_RL(&rl, "%s: switch reported: %s", sw->name, s);
+        free(s);
+    }
+}
+
+static void
+switch_run(struct keyserver *ks, struct pk_switch *sw)
+{
+    unsigned int prev_seqno = rconn_get_connection_seqno(sw->rconn);
+
+    rconn_run(sw->rconn);
+    if (rconn_is_connected(sw->rconn)
+        && prev_seqno != rconn_get_connection_seqno(sw->rconn)) {
+        /* The handshake: OpenFlow 1.3+ protocol, then features. */
+        sw->protocol = ofputil_protocol_from_ofp_version(
+            rconn_get_version(sw->rconn));
+        switch_send(sw, ofpraw_alloc(OFPRAW_OFPT_FEATURES_REQUEST,
+                                     rconn_get_version(sw->rconn), 0));
+    }
+
+    for (int i = 0; i < 50; i++) {
+        struct ofpbuf *msg = rconn_recv(sw->rconn);
+        if (!msg) {
+            break;
+        }
+        switch_process_msg(ks, sw, msg);
+        ofpbuf_delete(msg);
+    }
+}
+
+void
+keyserver_run(struct keyserver *ks)
+{
+    struct pk_switch *sw;
+    bool reprogram = false;
+
+    if (marks_seqno(ks->marks) != ks->marks_seqno) {
+        ks->marks_seqno = marks_seqno(ks->marks);
+        reprogram = true;
+    }
+
+    LIST_FOR_EACH_SAFE (sw, list_node, &ks->switches) {
+        switch_run(ks, sw);
+        if (!rconn_is_alive(sw->rconn)) {
+            VLOG_INFO("%s: disconnected", sw->name);
+            ovs_list_remove(&sw->list_node);
+            switch_destroy(sw);
+        } else if (reprogram && sw->have_dpid) {
+            switch_program(ks, sw);
+        }
+    }
+}
+
+void
+keyserver_wait(struct keyserver *ks)
+{
+    struct pk_switch *sw;
+
+    LIST_FOR_EACH (sw, list_node, &ks->switches) {
+        rconn_run_wait(sw->rconn);
+        rconn_recv_wait(sw->rconn);
+    }
+}
+
+void
+keyserver_client_added(struct keyserver *ks, const char *id OVS_UNUSED)
+{
+    struct pk_switch *sw;
+
+    LIST_FOR_EACH (sw, list_node, &ks->switches) {
+        if (sw->have_dpid) {
+            switch_program(ks, sw);
+        }
+    }
+}
+
+void
+keyserver_client_removed(struct keyserver *ks, struct eth_addr mac,
+                         const int64_t *pair_ids, size_t n)
+{
+    struct pk_switch *sw;
+
+    LIST_FOR_EACH (sw, list_node, &ks->switches) {
+        struct match match;
+
+        if (!sw->have_dpid) {
+            continue;
+        }
+        /* Its port's pass flow goes with the base pipeline... */
+        switch_program(ks, sw);
+
+        /* ...and every flow to or from it, then its keys. */
+        for (uint8_t table = TABLE_SEND; table <= TABLE_RECV; table++) {
+            match_init_catchall(&match);
+            match_set_dl_src(&match, mac);
+            delete_flows(sw, table, &match);
+            match_init_catchall(&match);
+            match_set_dl_dst(&match, mac);
+            delete_flows(sw, table, &match);
+        }
+        for (size_t i = 0; i < n; i++) {
+            delete_key(sw, pair_ids[i]);
+        }
+    }
+}
+
+void
+keyserver_format_status(const struct keyserver *ks, struct ds *s)
+{
+    const struct pk_switch *sw;
+
+    ds_put_format(s, "clients: %"PRIuSIZE"\n",
+                  store_count_clients(ks->store));
+    ds_put_format(s, "pair keys: %"PRIuSIZE"\n",
+                  store_count_pair_keys(ks->store));
+    ds_put_format(s, "miss policy: %s\n",
+                  ks->miss_policy == MISS_HOLD ? "hold" : "drop");
+    ds_put_format(s, "key requests: %"PRIu64" (%"PRIu64" refused)\n",
+                  ks->n_requests, ks->n_refused);
+    ds_put_format(s, "key versions issued: %"PRIu64"\n", ks->n_keys_issued);
+    ds_put_cstr(s, "switches:\n");
+    LIST_FOR_EACH (sw, list_node, &ks->switches) {
+        ds_put_format(s, "  %s: %s", sw->name,
+                      rconn_is_connected(sw->rconn) ? "connected"
+                      : "not connected");
+        if (sw->have_dpid) {
+            size_t n_clients = 0, n_uplinks = 0;
+
+            for (size_t i = 0; i < sw->n_marks; i++) {
+                if (sw->marks[i].role == MARK_CLIENT) {
+                    n_clients++;
+                } else {
+                    n_uplinks++;
+                }
+            }
+            ds_put_format(s, ", dpid %016"PRIx64", %"PRIuSIZE" client "
+                          "ports, %"PRIuSIZE" uplinks, %"PRIuSIZE" keys",
+                          sw->dpid, n_clients, n_uplinks,
+                          hmap_count(&sw->sas));
+        }
+        ds_put_char(s, '\n');
+    }
+}

@@ -1,0 +1,68 @@
+/*
+ * Copyright (c) 2026 The pairkey authors.
+ *
+ * Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at:
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+#ifndef KEYSERVER_H
+#define KEYSERVER_H 1
+
+/* The key server's switch side: OpenFlow connections to the bridges, the
+ * fail-secure pipeline on each, key requests (table misses) answered with
+ * pair keys from the store, the group key, and revocation.
+ *
+ * Pipeline, per bridge:
+ *   table 0: a client port passes only its enrolled client's source MAC to
+ *            table 1; an uplink passes only encrypted frames to table 2;
+ *            everything else is dropped.
+ *   table 1: frames from clients, by destination MAC: encrypt with the pair
+ *            key and send to the uplink (or deliver locally, in the clear,
+ *            to a client on the same bridge); broadcast and multicast are
+ *            encrypted with the group key.  A miss is a key request.
+ *   table 2: encrypted frames from the uplink, by source and destination
+ *            MAC: decrypt and deliver to the client.  A miss for a local
+ *            client is a key request; anything else is dropped. */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "openvswitch/types.h"
+
+struct ds;
+struct marks;
+struct store;
+struct vconn;
+
+enum miss_policy {
+    MISS_HOLD,                  /* Deliver the packet once keyed. */
+    MISS_DROP,                  /* Drop it, as the patent does. */
+};
+
+struct keyserver *keyserver_create(struct store *, struct marks *,
+                                   enum miss_policy);
+void keyserver_destroy(struct keyserver *);
+
+/* Takes ownership of 'vconn', a new connection from a switch. */
+void keyserver_add_switch(struct keyserver *, struct vconn *);
+
+void keyserver_run(struct keyserver *);
+void keyserver_wait(struct keyserver *);
+
+/* Tell the key server that enrollment changed. */
+void keyserver_client_added(struct keyserver *, const char *id);
+void keyserver_client_removed(struct keyserver *, struct eth_addr mac,
+                              const int64_t *pair_ids, size_t n);
+
+void keyserver_format_status(const struct keyserver *, struct ds *);
+
+#endif /* keyserver.h */

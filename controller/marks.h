@@ -1,0 +1,72 @@
+/*
+ * Copyright (c) 2026 The pairkey authors.
+ *
+ * Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at:
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+#ifndef MARKS_H
+#define MARKS_H 1
+
+/* Port marks, read live from one or more OVSDB servers.
+ *
+ * An operator marks an OVS interface with
+ *     external_ids:pairkey-role=client external_ids:pairkey-id=ID
+ * (the NIC of client ID) or
+ *     external_ids:pairkey-role=uplink
+ * (toward the encrypted network).  Marks are grouped by the datapath id of
+ * the interface's bridge, which is how OpenFlow connections are matched to
+ * bridges.  A malformed mark is logged and ignored. */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "openvswitch/types.h"
+
+enum mark_role {
+    MARK_CLIENT,
+    MARK_UPLINK,
+};
+
+struct mark {
+    enum mark_role role;
+    ofp_port_t ofport;
+    char *iface;                /* Interface name. */
+    char *client_id;            /* MARK_CLIENT only. */
+};
+
+struct marks;
+
+struct marks *marks_create(void);
+void marks_destroy(struct marks *);
+void marks_add_remote(struct marks *, const char *remote);
+
+void marks_run(struct marks *);
+void marks_wait(struct marks *);
+
+/* Changes whenever any mark may have changed. */
+uint64_t marks_seqno(const struct marks *);
+
+/* Stores the marks of the bridge with datapath id 'dpid', ordered by
+ * OpenFlow port number, in '*marks' (free with marks_free()), and returns
+ * their number.  Stores the bridge's name in '*bridge' if nonnull (a
+ * malloc()'d string, or NULL if the bridge is unknown). */
+size_t marks_get(const struct marks *, uint64_t dpid, struct mark **marks,
+                 char **bridge);
+void marks_free(struct mark *, size_t n);
+
+/* Finds the port marked for client 'id': stores its bridge's datapath id and
+ * its OpenFlow port number.  Returns false if there is none. */
+bool marks_find_client(const struct marks *, const char *id,
+                       uint64_t *dpid, ofp_port_t *ofport);
+
+#endif /* marks.h */

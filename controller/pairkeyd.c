@@ -1,0 +1,505 @@
+/*
+ * Copyright (c) 2026 The pairkey authors.
+ *
+ * Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at:
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+/* pairkeyd: the pairkey key server, an OpenFlow controller that issues one
+ * key per pair of enrolled clients and programs the switches. */
+
+#include <config.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "command-line.h"
+#include "daemon.h"
+#include "fatal-signal.h"
+#include "keyserver.h"
+#include "marks.h"
+#include "openflow/openflow.h"
+#include "openvswitch/dynamic-string.h"
+#include "openvswitch/poll-loop.h"
+#include "openvswitch/vconn.h"
+#include "openvswitch/vlog.h"
+#include "packets.h"
+#include "socket-util.h"
+#include "store.h"
+#include "stream.h"
+#include "stream-ssl.h"
+#include "timeval.h"
+#include "unixctl.h"
+#include "util.h"
+
+VLOG_DEFINE_THIS_MODULE(pairkeyd);
+
+/* OpenFlow 1.3 and later only. */
+#define ALLOWED_VERSIONS ((1u << OFP13_VERSION) | (1u << OFP14_VERSION) \
+                          | (1u << OFP15_VERSION))
+
+#define MAX_LISTENERS 16
+
+static char *db_path;
+static char *unixctl_path;
+static char **ovsdb_remotes;
+static size_t n_ovsdb_remotes;
+static enum miss_policy miss_policy = MISS_HOLD;
+
+struct server {
+    struct store *store;
+    struct marks *marks;
+    struct keyserver *ks;
+    bool exiting;
+};
+
+static void parse_options(int argc, char *argv[]);
+OVS_NO_RETURN static void usage(void);
+static void register_commands(struct server *);
+
+int
+main(int argc, char *argv[])
+{
+    struct pvconn *listeners[MAX_LISTENERS];
+    struct unixctl_server *unixctl;
+    struct server server;
+    size_t n_listeners = 0;
+    char *error;
+    int retval;
+
+    ovs_cmdl_proctitle_init(argc, argv);
+    set_program_name(argv[0]);
+    service_start(&argc, &argv);
+    parse_options(argc, argv);
+    fatal_ignore_sigpipe();
+
+    if (!db_path) {
+        ovs_fatal(0, "--db=FILE is required; use --help for usage");
+    }
+    if (optind >= argc) {
+        ovs_fatal(0, "at least one LISTEN argument (punix:PATH, pssl:PORT or "
+                  "ptcp:PORT) is required; use --help for usage");
+    }
+
+    for (int i = optind; i < argc; i++) {
+        const char *name = argv[i];
+
+        if (n_listeners >= MAX_LISTENERS) {
+            ovs_fatal(0, "at most %d LISTEN arguments", MAX_LISTENERS);
+        }
+        retval = pvconn_open(name, ALLOWED_VERSIONS, DSCP_DEFAULT,
+                             &listeners[n_listeners]);
+        if (retval) {
+            ovs_fatal(retval, "%s: cannot listen", name);
+        }
+        if (!strncmp(name, "ptcp:", 5)) {
+            VLOG_WARN("%s: keys cross this channel unencrypted; use punix: "
+                      "or pssl: outside a test network", name);
+        }
+        n_listeners++;
+    }
+
+    error = store_open(db_path, &server.store);
+    if (error) {
+        ovs_fatal(0, "%s", error);
+    }
+
+    daemonize_start(false);
+
+    retval = unixctl_server_create(unixctl_path, &unixctl);
+    if (retval) {
+        exit(EXIT_FAILURE);
+    }
+
+    server.marks = marks_create();
+    for (size_t i = 0; i < n_ovsdb_remotes; i++) {
+        marks_add_remote(server.marks, ovsdb_remotes[i]);
+    }
+    server.ks = keyserver_create(server.store, server.marks, miss_policy);
+    server.exiting = false;
+    register_commands(&server);
+
+    daemonize_complete();
+    VLOG_INFO("pairkeyd started: database %s (schema version %d), %"
+              PRIuSIZE" clients", db_path,
+              store_schema_version(server.store),
+              store_count_clients(server.store));
+
+    while (!server.exiting) {
+        for (size_t i = 0; i < n_listeners; i++) {
+            struct vconn *vconn;
+
+            retval = pvconn_accept(listeners[i], &vconn);
+            if (!retval) {
+                keyserver_add_switch(server.ks, vconn);
+            } else if (retval != EAGAIN) {
+                static struct vlog_rate_limit rl = VLOG_RATE_LIMIT_INIT(1, 5);
+
+                VLOG_WARN_RL(&rl, "accept: %s", ovs_strerror(retval));
+            }
+        }
+        marks_run(server.marks);
+        keyserver_run(server.ks);
+        unixctl_server_run(unixctl);
+
+        for (size_t i = 0; i < n_listeners; i++) {
+            pvconn_wait(listeners[i]);
+        }
+        marks_wait(server.marks);
+        keyserver_wait(server.ks);
+        unixctl_server_wait(unixctl);
+        if (server.exiting) {
+            poll_immediate_wake();
+        }
+        poll_block();
+    }
+
+    keyserver_destroy(server.ks);
+    marks_destroy(server.marks);
+    store_close(server.store);
+    for (size_t i = 0; i < n_listeners; i++) {
+        pvconn_close(listeners[i]);
+    }
+    unixctl_server_destroy(unixctl);
+    return 0;
+}
+
+/* Control commands. */
+
+static char *
+format_time(long long int msec)
+{
+    return xastrftime_msec("%Y-%m-%dT%H:%M:%S.###Z", msec, true);
+}
+
+static void
+cmd_add_client(struct unixctl_conn *conn, int argc OVS_UNUSED,
+               const char *argv[], void *server_)
+{
+    struct server *server = server_;
+    const char *id = argv[1];
+    const char *mac_s = argv[2];
+    struct eth_addr mac;
+    char *error = NULL;
+
+    if (!store_id_is_valid(id)) {
+        error = xasprintf("Unable to add client '%s': the id must be 1 to %d "
+                          "letters, digits, '.', '_' or '-'", id,
+                          STORE_ID_MAX_LEN);
+    } else if (!eth_addr_from_string(mac_s, &mac)
+               || eth_addr_is_multicast(mac) || eth_addr_is_zero(mac)) {
+        error = xasprintf("Unable to add client '%s': MAC '%s' is not a "
+                          "valid unicast address", id, mac_s);
+    } else {
+        char *store_error = store_add_client(server->store, id, mac);
+
+        if (store_error) {
+            error = xasprintf("Unable to add client '%s': %s", id,
+                              store_error);
+            free(store_error);
+        }
+    }
+
+    if (error) {
+        unixctl_command_reply_error(conn, error);
+        free(error);
+        return;
+    }
+    VLOG_INFO("enrolled client %s with MAC "ETH_ADDR_FMT, id,
+              ETH_ADDR_ARGS(mac));
+    keyserver_client_added(server->ks, id);
+    unixctl_command_reply(conn, NULL);
+}
+
+static void
+cmd_del_client(struct unixctl_conn *conn, int argc OVS_UNUSED,
+               const char *argv[], void *server_)
+{
+    struct server *server = server_;
+    const char *id = argv[1];
+    struct store_client client;
+    int64_t *pairs = NULL;
+    size_t n_pairs = 0;
+    char *error;
+
+    if (!store_find_client_by_id(server->store, id, &client)) {
+        error = xasprintf("Unable to delete client '%s': unknown client",
+                          id);
+        unixctl_command_reply_error(conn, error);
+        free(error);
+        return;
+    }
+    error = store_del_client(server->store, id, &pairs, &n_pairs);
+    if (error) {
+        char *msg = xasprintf("Unable to delete client '%s': %s", id, error);
+
+        unixctl_command_reply_error(conn, msg);
+        free(msg);
+        free(error);
+        return;
+    }
+    VLOG_INFO("revoked client %s and its %"PRIuSIZE" pair keys", id,
+              n_pairs);
+    keyserver_client_removed(server->ks, client.mac, pairs, n_pairs);
+    free(pairs);
+    unixctl_command_reply(conn, NULL);
+}
+
+static void
+cmd_list_clients(struct unixctl_conn *conn, int argc OVS_UNUSED,
+                 const char *argv[] OVS_UNUSED, void *server_)
+{
+    struct server *server = server_;
+    struct store_client *clients;
+    struct ds s = DS_EMPTY_INITIALIZER;
+    size_t n;
+
+    store_list_clients(server->store, &clients, &n);
+    ds_put_format(&s, "%-20s %-17s %s\n", "ID", "MAC", "ENROLLED");
+    for (size_t i = 0; i < n; i++) {
+        char *t = format_time(clients[i].created);
+
+        ds_put_format(&s, "%-20s "ETH_ADDR_FMT" %s\n", clients[i].id,
+                      ETH_ADDR_ARGS(clients[i].mac), t);
+        free(t);
+    }
+    free(clients);
+    unixctl_command_reply(conn, ds_cstr(&s));
+    ds_destroy(&s);
+}
+
+static void
+cmd_list_keys(struct unixctl_conn *conn, int argc OVS_UNUSED,
+              const char *argv[] OVS_UNUSED, void *server_)
+{
+    struct server *server = server_;
+    struct store_pair_key *keys;
+    struct ds s = DS_EMPTY_INITIALIZER;
+    size_t n;
+
+    /* Pairs, versions and times; never key bytes. */
+    store_list_pair_keys(server->store, NULL, &keys, &n);
+    ds_put_format(&s, "%-8s %-20s %-20s %-8s %-24s %s\n", "PAIR",
+                  "CLIENT-A", "CLIENT-B", "VERSION", "CREATED", "UPDATED");
+    for (size_t i = 0; i < n; i++) {
+        char *created = format_time(keys[i].created);
+        char *updated = format_time(keys[i].updated);
+
+        ds_put_format(&s, "%-8"PRId64" %-20s %-20s %-8"PRIu32" %-24s %s\n",
+                      keys[i].pair_id, keys[i].id_a, keys[i].id_b,
+                      keys[i].version, created, updated);
+        free(created);
+        free(updated);
+        store_key_wipe(&keys[i], sizeof keys[i]);
+    }
+    free(keys);
+    unixctl_command_reply(conn, ds_cstr(&s));
+    ds_destroy(&s);
+}
+
+static void
+cmd_show(struct unixctl_conn *conn, int argc OVS_UNUSED,
+         const char *argv[] OVS_UNUSED, void *server_)
+{
+    struct server *server = server_;
+    struct ds s = DS_EMPTY_INITIALIZER;
+
+    ds_put_format(&s, "database: %s (schema version %d)\n", db_path,
+                  store_schema_version(server->store));
+    keyserver_format_status(server->ks, &s);
+    unixctl_command_reply(conn, ds_cstr(&s));
+    ds_destroy(&s);
+}
+
+/* Stable tab-separated output for scripts: one record per line, the record
+ * type first.  Times are milliseconds since the epoch. */
+static void
+cmd_dump(struct unixctl_conn *conn, int argc OVS_UNUSED,
+         const char *argv[] OVS_UNUSED, void *server_)
+{
+    struct server *server = server_;
+    struct store_client *clients;
+    struct store_pair_key *keys;
+    struct store_group_key gk;
+    struct ds s = DS_EMPTY_INITIALIZER;
+    size_t n;
+    char *error;
+
+    store_list_clients(server->store, &clients, &n);
+    for (size_t i = 0; i < n; i++) {
+        ds_put_format(&s, "client\t%s\t"ETH_ADDR_FMT"\t%lld\n",
+                      clients[i].id, ETH_ADDR_ARGS(clients[i].mac),
+                      clients[i].created);
+    }
+    free(clients);
+
+    store_list_pair_keys(server->store, NULL, &keys, &n);
+    for (size_t i = 0; i < n; i++) {
+        ds_put_format(&s, "pair\t%"PRId64"\t%s\t%s\t%"PRIu32"\t%lld\t%lld\n",
+                      keys[i].pair_id, keys[i].id_a, keys[i].id_b,
+                      keys[i].version, keys[i].created, keys[i].updated);
+        store_key_wipe(&keys[i], sizeof keys[i]);
+    }
+    free(keys);
+
+    error = store_get_group_key(server->store, &gk);
+    if (!error) {
+        ds_put_format(&s, "group\t%"PRIu32"\t%lld\n", gk.version,
+                      gk.updated);
+        store_key_wipe(&gk, sizeof gk);
+    }
+    free(error);
+
+    unixctl_command_reply(conn, ds_cstr(&s));
+    ds_destroy(&s);
+}
+
+static void
+cmd_exit(struct unixctl_conn *conn, int argc OVS_UNUSED,
+         const char *argv[] OVS_UNUSED, void *server_)
+{
+    struct server *server = server_;
+
+    server->exiting = true;
+    unixctl_command_reply(conn, NULL);
+}
+
+static void
+register_commands(struct server *server)
+{
+    unixctl_command_register("pairkey/add-client", "ID MAC", 2, 2,
+                             cmd_add_client, server);
+    unixctl_command_register("pairkey/del-client", "ID", 1, 1,
+                             cmd_del_client, server);
+    unixctl_command_register("pairkey/list-clients", "", 0, 0,
+                             cmd_list_clients, server);
+    unixctl_command_register("pairkey/list-keys", "", 0, 0,
+                             cmd_list_keys, server);
+    unixctl_command_register("pairkey/show", "", 0, 0, cmd_show, server);
+    unixctl_command_register("pairkey/dump", "", 0, 0, cmd_dump, server);
+    unixctl_command_register("exit", "", 0, 0, cmd_exit, server);
+}
+
+/* Options. */
+
+static void
+parse_options(int argc, char *argv[])
+{
+    enum {
+        OPT_DB = UCHAR_MAX + 1,
+        OPT_OVSDB,
+        OPT_MISS_POLICY,
+        OPT_UNIXCTL,
+        OPT_PEER_CA_CERT,
+        VLOG_OPTION_ENUMS,
+        DAEMON_OPTION_ENUMS,
+        SSL_OPTION_ENUMS,
+    };
+    static const struct option long_options[] = {
+        {"db", required_argument, NULL, OPT_DB},
+        {"ovsdb", required_argument, NULL, OPT_OVSDB},
+        {"miss-policy", required_argument, NULL, OPT_MISS_POLICY},
+        {"unixctl", required_argument, NULL, OPT_UNIXCTL},
+        {"peer-ca-cert", required_argument, NULL, OPT_PEER_CA_CERT},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        DAEMON_LONG_OPTIONS,
+        VLOG_LONG_OPTIONS,
+        STREAM_SSL_LONG_OPTIONS,
+        {NULL, 0, NULL, 0},
+    };
+    char *short_options = ovs_cmdl_long_options_to_short_options(long_options);
+
+    for (;;) {
+        int c = getopt_long(argc, argv, short_options, long_options, NULL);
+        if (c == -1) {
+            break;
+        }
+
+        switch (c) {
+        case OPT_DB:
+            db_path = optarg;
+            break;
+
+        case OPT_OVSDB:
+            ovsdb_remotes = xrealloc(ovsdb_remotes, (n_ovsdb_remotes + 1)
+                                     * sizeof *ovsdb_remotes);
+            ovsdb_remotes[n_ovsdb_remotes++] = optarg;
+            break;
+
+        case OPT_MISS_POLICY:
+            if (!strcmp(optarg, "hold")) {
+                miss_policy = MISS_HOLD;
+            } else if (!strcmp(optarg, "drop")) {
+                miss_policy = MISS_DROP;
+            } else {
+                ovs_fatal(0, "--miss-policy=%s: must be hold or drop",
+                          optarg);
+            }
+            break;
+
+        case OPT_UNIXCTL:
+            unixctl_path = optarg;
+            break;
+
+        case OPT_PEER_CA_CERT:
+            stream_ssl_set_peer_ca_cert_file(optarg);
+            break;
+
+        case 'h':
+            usage();
+
+        case 'V':
+            ovs_print_version(OFP13_VERSION, OFP15_VERSION);
+            exit(EXIT_SUCCESS);
+
+        VLOG_OPTION_HANDLERS
+        DAEMON_OPTION_HANDLERS
+        STREAM_SSL_OPTION_HANDLERS
+
+        case '?':
+            exit(EXIT_FAILURE);
+
+        default:
+            OVS_NOT_REACHED();
+        }
+    }
+    free(short_options);
+}
+
+static void
+usage(void)
+{
+    printf("%s: pairkey key server\n"
+           "usage: %s [OPTIONS] --db=FILE LISTEN...\n"
+           "where LISTEN is punix:PATH, pssl:PORT[:IP] or ptcp:PORT[:IP].\n"
+           "Keys cross the OpenFlow channel: use punix: or pssl:.\n"
+           "\nKey server options:\n"
+           "  --db=FILE               SQLite database (created if missing)\n"
+           "  --ovsdb=REMOTE          read port marks from this OVSDB "
+           "server\n"
+           "                          (repeatable; e.g. unix:db.sock)\n"
+           "  --miss-policy=hold|drop deliver (hold, default) or drop the "
+           "packet\n"
+           "                          that caused a key request\n"
+           "  --unixctl=SOCKET        override default control socket name\n",
+           program_name, program_name);
+    daemon_usage();
+    vlog_usage();
+    stream_usage("LISTEN", false, true, false);
+    printf("\nOther options:\n"
+           "  -h, --help              display this help message\n"
+           "  -V, --version           display version information\n");
+    exit(EXIT_SUCCESS);
+}

@@ -1,0 +1,1562 @@
+/*
+ * Copyright (c) 2026 The pairkey authors.
+ *
+ * Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at:
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+#include <config.h>
+#include "store.h"
+
+#include <inttypes.h>
+#include <sodium.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <string.h>
+
+#include "openvswitch/dynamic-string.h"
+#include "openvswitch/util.h"
+#include "openvswitch/vlog.h"
+#include "packets.h"
+#include "timeval.h"
+#include "util.h"
+
+VLOG_DEFINE_THIS_MODULE(store);
+
+/* schema_sql[], migrations[], SCHEMA_VERSION: generated from schema/. */
+#include "schema.inc"
+
+/* How long to wait for another connection's write lock. */
+#define STORE_BUSY_TIMEOUT_MS 5000
+
+/* Every statement this module runs after opening, prepared once in
+ * store_open() and bound by parameter name. */
+#define CLIENT_COLS "id, mac, created"
+#define PAIR_COLS "pair_id, id_a, id_b, version, key, created, updated"
+#define AUDIT_COLS "seq, time, event, id_a, id_b, version, switch, reason"
+
+#define STORE_STMTS                                                       \
+    STMT(BEGIN, "BEGIN IMMEDIATE")                                        \
+    STMT(COMMIT, "COMMIT")                                                \
+    STMT(ROLLBACK, "ROLLBACK")                                            \
+    STMT(SAVEPOINT, "SAVEPOINT store_op")                                 \
+    STMT(RELEASE, "RELEASE store_op")                                     \
+    STMT(ROLLBACK_TO, "ROLLBACK TO store_op")                             \
+    STMT(CLIENT_BY_ID,                                                    \
+         "SELECT " CLIENT_COLS " FROM clients WHERE id = :id")            \
+    STMT(CLIENT_BY_MAC,                                                   \
+         "SELECT " CLIENT_COLS " FROM clients WHERE mac = :mac")          \
+    STMT(CLIENT_LIST,                                                     \
+         "SELECT " CLIENT_COLS " FROM clients ORDER BY id")               \
+    STMT(CLIENT_COUNT, "SELECT count(*) FROM clients")                    \
+    STMT(CLIENT_INSERT,                                                   \
+         "INSERT INTO clients (id, mac, created)"                         \
+         " VALUES (:id, :mac, :now)")                                     \
+    STMT(CLIENT_DELETE, "DELETE FROM clients WHERE id = :id")             \
+    STMT(PAIR_BY_ID,                                                      \
+         "SELECT " PAIR_COLS " FROM pair_keys WHERE pair_id = :pair_id")  \
+    STMT(PAIR_BY_IDS,                                                     \
+         "SELECT " PAIR_COLS " FROM pair_keys"                            \
+         " WHERE id_a = :id_a AND id_b = :id_b")                          \
+    STMT(PAIR_LIST,                                                       \
+         "SELECT " PAIR_COLS " FROM pair_keys ORDER BY pair_id")          \
+    STMT(PAIR_LIST_CLIENT,                                                \
+         "SELECT " PAIR_COLS " FROM pair_keys"                            \
+         " WHERE id_a = :id OR id_b = :id ORDER BY pair_id")              \
+    STMT(PAIR_IDS_CLIENT,                                                 \
+         "SELECT pair_id FROM pair_keys"                                  \
+         " WHERE id_a = :id OR id_b = :id ORDER BY pair_id")              \
+    STMT(PAIR_COUNT, "SELECT count(*) FROM pair_keys")                    \
+    STMT(PAIR_LAST_ID,                                                    \
+         "SELECT seq FROM sqlite_sequence WHERE name = 'pair_keys'")      \
+    STMT(PAIR_INSERT,                                                     \
+         "INSERT INTO pair_keys (id_a, id_b, version, key, created,"      \
+         " updated) VALUES (:id_a, :id_b, 1, :key, :now, :now)")          \
+    STMT(PAIR_UPDATE,                                                     \
+         "UPDATE pair_keys SET version = :version, key = :key,"           \
+         " updated = :now WHERE pair_id = :pair_id")                      \
+    STMT(GROUP_GET,                                                       \
+         "SELECT version, key, updated FROM group_key WHERE id = 1")      \
+    STMT(GROUP_INSERT,                                                    \
+         "INSERT INTO group_key (id, version, key, updated)"              \
+         " VALUES (1, 1, :key, :now)")                                    \
+    STMT(GROUP_UPDATE,                                                    \
+         "UPDATE group_key SET version = :version, key = :key,"           \
+         " updated = :now WHERE id = 1")                                  \
+    STMT(AUDIT_INSERT,                                                    \
+         "INSERT INTO audit (time, event, id_a, id_b, version, switch,"   \
+         " reason) VALUES (:now, :event, :id_a, :id_b, :version,"         \
+         " :switch, :reason)")                                            \
+    STMT(AUDIT_REVOKE_CLIENT,                                             \
+         "INSERT INTO audit (time, event, id_a, id_b, version, reason)"   \
+         " SELECT :now, 'revoke', id_a, id_b, version, :reason"           \
+         " FROM pair_keys WHERE id_a = :id OR id_b = :id"                 \
+         " ORDER BY pair_id")                                             \
+    STMT(AUDIT_LIST,                                                      \
+         "SELECT " AUDIT_COLS " FROM audit WHERE time >= :since"          \
+         " ORDER BY seq")
+
+enum store_stmt {
+#define STMT(NAME, SQL) S_##NAME,
+    STORE_STMTS
+#undef STMT
+    N_STORE_STMTS
+};
+
+static const char *const store_stmt_sql[N_STORE_STMTS] = {
+#define STMT(NAME, SQL) SQL,
+    STORE_STMTS
+#undef STMT
+};
+
+struct store {
+    sqlite3 *db;                /* The one connection to the database. */
+    char *path;                 /* File name, for messages. */
+    int schema_version;         /* PRAGMA user_version after opening. */
+    sqlite3_stmt *stmts[N_STORE_STMTS]; /* Indexed by enum store_stmt. */
+
+    /* Batches. */
+    bool batch;                 /* Between batch begin and commit. */
+    bool batch_open;            /* The batch's transaction has begun. */
+    char *batch_error;          /* Why the whole batch failed, or NULL. */
+
+    /* What the current operation is, for database error messages, e.g.
+     * "cannot add client 'bob'". */
+    char op[256];
+};
+
+static struct vlog_rate_limit rl = VLOG_RATE_LIMIT_INIT(5, 5);
+
+/* Messages. */
+
+/* Returns a new error message "<path>: <what>: <SQLite's message>". */
+static char * OVS_WARN_UNUSED_RESULT
+db_error(const struct store *store, const char *what)
+{
+    return xasprintf("%s: %s: %s", store->path, what,
+                     sqlite3_errmsg(store->db));
+}
+
+/* Names the operation that is starting, for database error messages.
+ * Only ever called with valid client IDs, which are short and printable. */
+static void OVS_PRINTF_FORMAT(2, 3)
+set_op(struct store *store, const char *format, ...)
+{
+    va_list args;
+
+    va_start(args, format);
+    vsnprintf(store->op, sizeof store->op, format, args);
+    va_end(args);
+}
+
+/* Returns a copy of user input 's' that is safe to print on one line:
+ * truncated, with non-printable bytes written as \xNN. */
+static char *
+quote_input(const char *s)
+{
+    struct ds q = DS_EMPTY_INITIALIZER;
+    size_t i;
+
+    for (i = 0; s[i] && i < STORE_ID_MAX_LEN; i++) {
+        unsigned char c = s[i];
+
+        if (c < 0x20 || c >= 0x7f || c == '\\' || c == '\'') {
+            ds_put_format(&q, "\\x%02x", c);
+        } else {
+            ds_put_char(&q, c);
+        }
+    }
+    if (s[i]) {
+        ds_put_cstr(&q, "...");
+    }
+    return ds_steal_cstr(&q);
+}
+
+bool
+store_id_is_valid(const char *id)
+{
+    size_t len;
+
+    if (!id) {
+        return false;
+    }
+    len = strlen(id);
+    if (len < 1 || len > STORE_ID_MAX_LEN) {
+        return false;
+    }
+    return strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                  "0123456789._-") == len;
+}
+
+/* Returns NULL if 'id' is a valid client ID, otherwise an error. */
+static char * OVS_WARN_UNUSED_RESULT
+check_id(const char *id)
+{
+    if (!id) {
+        return xstrdup("missing client ID");
+    } else if (!store_id_is_valid(id)) {
+        char *q = quote_input(id);
+        char *error = xasprintf("client ID '%s' is not valid: use 1 to %d "
+                                "letters, digits, '.', '_' or '-'",
+                                q, STORE_ID_MAX_LEN);
+        free(q);
+        return error;
+    }
+    return NULL;
+}
+
+static void
+mac_to_string(struct eth_addr mac, char s[ETH_ADDR_STRLEN + 1])
+{
+    snprintf(s, ETH_ADDR_STRLEN + 1, ETH_ADDR_FMT, ETH_ADDR_ARGS(mac));
+}
+
+/* Statements. */
+
+static sqlite3_stmt *
+stmt_get(const struct store *store, enum store_stmt i)
+{
+    return store->stmts[i];
+}
+
+/* Makes 'stmt' ready for its next use and forgets its parameters. */
+static void
+stmt_done(sqlite3_stmt *stmt)
+{
+    sqlite3_reset(stmt);
+    sqlite3_clear_bindings(stmt);
+}
+
+static int
+param(sqlite3_stmt *stmt, const char *name)
+{
+    int idx = sqlite3_bind_parameter_index(stmt, name);
+
+    ovs_assert(idx > 0);
+    return idx;
+}
+
+static void
+bind_text(sqlite3_stmt *stmt, const char *name, const char *s)
+{
+    int idx = param(stmt, name);
+    int rc = (s
+              ? sqlite3_bind_text(stmt, idx, s, -1, SQLITE_TRANSIENT)
+              : sqlite3_bind_null(stmt, idx));
+
+    ovs_assert(rc == SQLITE_OK);
+}
+
+static void
+bind_int64(sqlite3_stmt *stmt, const char *name, int64_t value)
+{
+    int rc = sqlite3_bind_int64(stmt, param(stmt, name), value);
+
+    ovs_assert(rc == SQLITE_OK);
+}
+
+/* Binds 'key' without copying it: the caller must keep it until
+ * stmt_done(). */
+static void
+bind_key(sqlite3_stmt *stmt, const char *name,
+         const uint8_t key[STORE_KEY_LEN])
+{
+    int rc = sqlite3_bind_blob(stmt, param(stmt, name), key, STORE_KEY_LEN,
+                               SQLITE_STATIC);
+
+    ovs_assert(rc == SQLITE_OK);
+}
+
+static void
+bind_mac(sqlite3_stmt *stmt, const char *name, struct eth_addr mac)
+{
+    char s[ETH_ADDR_STRLEN + 1];
+
+    mac_to_string(mac, s);
+    bind_text(stmt, name, s);
+}
+
+static void
+bind_now(sqlite3_stmt *stmt)
+{
+    bind_int64(stmt, ":now", time_wall_msec());
+}
+
+/* Steps 'stmt' once.  Returns SQLITE_ROW or SQLITE_DONE, or another code
+ * after storing an error message in '*errorp'. */
+static int
+stmt_step(const struct store *store, sqlite3_stmt *stmt, char **errorp)
+{
+    int rc = sqlite3_step(stmt);
+
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        *errorp = xasprintf("%s: %s: %s", store->op, store->path,
+                            sqlite3_errmsg(store->db));
+    }
+    return rc;
+}
+
+/* Runs 'stmt', which must return no rows, to completion. */
+static char * OVS_WARN_UNUSED_RESULT
+stmt_exec(const struct store *store, sqlite3_stmt *stmt)
+{
+    char *error = NULL;
+    int rc = stmt_step(store, stmt, &error);
+
+    if (rc == SQLITE_ROW) {
+        error = xasprintf("%s: unexpected result from \"%s\"", store->path,
+                          sqlite3_sql(stmt));
+    }
+    stmt_done(stmt);
+    return error;
+}
+
+static const char *
+column_text(sqlite3_stmt *stmt, int col)
+{
+    const char *s = (const char *) sqlite3_column_text(stmt, col);
+
+    return s ? s : "";
+}
+
+static void
+column_strlcpy(sqlite3_stmt *stmt, int col, char *dst, size_t size)
+{
+    ovs_strlcpy(dst, column_text(stmt, col), size);
+}
+
+/* Copies the key in column 'col' into 'key'.  Returns false if the column
+ * does not hold a key (the schema forbids that). */
+static bool
+column_key(sqlite3_stmt *stmt, int col, uint8_t key[STORE_KEY_LEN])
+{
+    if (sqlite3_column_type(stmt, col) != SQLITE_BLOB
+        || sqlite3_column_bytes(stmt, col) != STORE_KEY_LEN) {
+        return false;
+    }
+    memcpy(key, sqlite3_column_blob(stmt, col), STORE_KEY_LEN);
+    return true;
+}
+
+static uint32_t
+column_u32(sqlite3_stmt *stmt, int col)
+{
+    int64_t v = sqlite3_column_int64(stmt, col);
+
+    return v >= 0 && v <= UINT32_MAX ? v : 0;
+}
+
+/* Row readers, for the column lists above. */
+
+static void
+client_from_row(sqlite3_stmt *stmt, struct store_client *client)
+{
+    memset(client, 0, sizeof *client);
+    column_strlcpy(stmt, 0, client->id, sizeof client->id);
+    if (!eth_addr_from_string(column_text(stmt, 1), &client->mac)) {
+        client->mac = eth_addr_zero;
+    }
+    client->created = sqlite3_column_int64(stmt, 2);
+}
+
+static char * OVS_WARN_UNUSED_RESULT
+pair_from_row(const struct store *store, sqlite3_stmt *stmt,
+              struct store_pair_key *pk)
+{
+    memset(pk, 0, sizeof *pk);
+    pk->pair_id = sqlite3_column_int64(stmt, 0);
+    column_strlcpy(stmt, 1, pk->id_a, sizeof pk->id_a);
+    column_strlcpy(stmt, 2, pk->id_b, sizeof pk->id_b);
+    pk->version = column_u32(stmt, 3);
+    if (!column_key(stmt, 4, pk->key)) {
+        return xasprintf("%s: pair %"PRId64" has no valid key", store->path,
+                         pk->pair_id);
+    }
+    pk->created = sqlite3_column_int64(stmt, 5);
+    pk->updated = sqlite3_column_int64(stmt, 6);
+    return NULL;
+}
+
+static void
+audit_from_row(sqlite3_stmt *stmt, struct store_audit *a)
+{
+    memset(a, 0, sizeof *a);
+    a->seq = sqlite3_column_int64(stmt, 0);
+    a->time = sqlite3_column_int64(stmt, 1);
+    column_strlcpy(stmt, 2, a->event, sizeof a->event);
+    column_strlcpy(stmt, 3, a->id_a, sizeof a->id_a);
+    column_strlcpy(stmt, 4, a->id_b, sizeof a->id_b);
+    a->version = column_u32(stmt, 5);
+    column_strlcpy(stmt, 6, a->switch_name, sizeof a->switch_name);
+    column_strlcpy(stmt, 7, a->reason, sizeof a->reason);
+}
+
+/* Opening. */
+
+static bool
+store_sodium_init(void)
+{
+    static int status = -1;
+
+    if (status < 0) {
+        status = sodium_init() < 0 ? 0 : 1;
+    }
+    return status;
+}
+
+/* Runs 'sql', which may hold several statements and must not depend on
+ * user input. */
+static char * OVS_WARN_UNUSED_RESULT
+exec_sql(const struct store *store, const char *sql, const char *what)
+{
+    char *msg = NULL;
+    char *error = NULL;
+
+    if (sqlite3_exec(store->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        error = xasprintf("%s: %s: %s", store->path, what,
+                          msg ? msg : sqlite3_errmsg(store->db));
+    }
+    sqlite3_free(msg);
+    return error;
+}
+
+/* Runs 'sql', a pragma or query that returns a single integer, and stores
+ * it in '*valuep'. */
+static char * OVS_WARN_UNUSED_RESULT
+query_int(const struct store *store, const char *sql, int64_t *valuep)
+{
+    sqlite3_stmt *stmt;
+    char *error = NULL;
+
+    *valuep = 0;
+    if (sqlite3_prepare_v2(store->db, sql, -1, &stmt, NULL) != SQLITE_OK) {
+        return db_error(store, "cannot read database");
+    }
+    int rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW) {
+        *valuep = sqlite3_column_int64(stmt, 0);
+    } else if (rc == SQLITE_DONE) {
+        error = xasprintf("%s: no result from \"%s\"", store->path, sql);
+    } else {
+        error = db_error(store, "cannot read database");
+    }
+    sqlite3_finalize(stmt);
+    return error;
+}
+
+static char * OVS_WARN_UNUSED_RESULT
+read_user_version(const struct store *store, int *versionp)
+{
+    int64_t v;
+    char *error = query_int(store, "PRAGMA user_version", &v);
+
+    *versionp = v;
+    return error;
+}
+
+/* Sets the schema version.  A pragma cannot take a bound parameter, so the
+ * statement is formatted, from an integer of this program's own. */
+static char * OVS_WARN_UNUSED_RESULT
+write_user_version(const struct store *store, int version)
+{
+    char *sql = xasprintf("PRAGMA user_version = %d", version);
+    char *error = exec_sql(store, sql, "cannot set schema version");
+
+    free(sql);
+    return error;
+}
+
+static char * OVS_WARN_UNUSED_RESULT
+refuse_newer(const struct store *store, int version, int latest)
+{
+    return xasprintf("%s: database schema version %d is newer than this "
+                     "pairkeyd supports (%d)", store->path, version, latest);
+}
+
+/* Fails if the database violates a foreign key constraint (a migration
+ * runs with foreign keys off). */
+static char * OVS_WARN_UNUSED_RESULT
+check_foreign_keys(const struct store *store)
+{
+    int64_t n;
+    char *error = query_int(store,
+                            "SELECT count(*) FROM pragma_foreign_key_check",
+                            &n);
+
+    if (!error && n) {
+        error = xasprintf("%s: %"PRId64" rows violate foreign keys",
+                          store->path, n);
+    }
+    return error;
+}
+
+/* Brings the database from its version to 'n_migrations': a new (empty)
+ * one gets 'schema' in one transaction, an older one every missing step of
+ * 'steps' in a transaction of its own.  Each transaction also sets the
+ * version, so a crash leaves the database at one version or the next. */
+static char * OVS_WARN_UNUSED_RESULT
+store_upgrade(struct store *store, const char *schema,
+              const char *const *steps, int n_migrations)
+{
+    char *error = exec_sql(store, "PRAGMA foreign_keys = OFF",
+                           "cannot disable foreign keys");
+
+    while (!error) {
+        int version;
+
+        error = exec_sql(store, "BEGIN IMMEDIATE", "cannot lock database");
+        if (error) {
+            break;
+        }
+
+        /* Another program may have changed it meanwhile. */
+        error = read_user_version(store, &version);
+        if (error) {
+            /* Rolled back below. */
+        } else if (version > n_migrations) {
+            error = refuse_newer(store, version, n_migrations);
+        } else if (version == n_migrations) {
+            error = exec_sql(store, "COMMIT", "cannot commit");
+            break;
+        } else if (version == 0) {
+            int64_t n_objects;
+
+            error = query_int(store, "SELECT count(*) FROM sqlite_master",
+                              &n_objects);
+            if (!error && n_objects) {
+                error = xasprintf("%s: not a pairkey database (it has "
+                                  "tables but no schema version)",
+                                  store->path);
+            }
+            if (!error) {
+                error = exec_sql(store, schema, "cannot create schema");
+            }
+            if (!error) {
+                error = write_user_version(store, n_migrations);
+            }
+            if (!error) {
+                VLOG_INFO("%s: created database with schema version %d",
+                          store->path, n_migrations);
+            }
+        } else {
+            char *what = xasprintf("migration to schema version %d failed",
+                                   version + 1);
+
+            error = exec_sql(store, steps[version], what);
+            free(what);
+            if (!error) {
+                error = write_user_version(store, version + 1);
+            }
+            if (!error) {
+                VLOG_INFO("%s: migrated database from schema version %d "
+                          "to %d", store->path, version, version + 1);
+            }
+        }
+        if (!error) {
+            error = check_foreign_keys(store);
+        }
+        if (!error) {
+            error = exec_sql(store, "COMMIT", "cannot commit");
+        }
+        if (error && !sqlite3_get_autocommit(store->db)) {
+            sqlite3_exec(store->db, "ROLLBACK", NULL, NULL, NULL);
+        }
+    }
+
+    if (!error) {
+        error = exec_sql(store, "PRAGMA foreign_keys = ON",
+                         "cannot enable foreign keys");
+    }
+    return error;
+}
+
+/* Sets up a new connection: every setting here lasts as long as it. */
+static char * OVS_WARN_UNUSED_RESULT
+store_configure(struct store *store)
+{
+    int64_t value;
+    char *error;
+
+    sqlite3_extended_result_codes(store->db, 1);
+    sqlite3_busy_timeout(store->db, STORE_BUSY_TIMEOUT_MS);
+
+    error = exec_sql(store, "PRAGMA foreign_keys = ON; "
+                     "PRAGMA secure_delete = ON; "
+                     "PRAGMA synchronous = FULL",
+                     "cannot configure database connection");
+    if (!error) {
+        error = query_int(store, "PRAGMA foreign_keys", &value);
+        if (!error && value != 1) {
+            error = xasprintf("%s: SQLite lacks foreign key support",
+                              store->path);
+        }
+    }
+    return error;
+}
+
+/* Switches the database to write-ahead logging (which lasts). */
+static char * OVS_WARN_UNUSED_RESULT
+store_set_wal(struct store *store)
+{
+    sqlite3_stmt *stmt;
+    char *error = NULL;
+
+    if (sqlite3_prepare_v2(store->db, "PRAGMA journal_mode = WAL", -1,
+                           &stmt, NULL) != SQLITE_OK) {
+        return db_error(store, "cannot set journal mode");
+    }
+    if (stmt_step(store, stmt, &error) == SQLITE_ROW) {
+        const char *mode = column_text(stmt, 0);
+
+        if (strcasecmp(mode, "wal")) {
+            error = xasprintf("%s: cannot use write-ahead logging (journal "
+                              "mode is '%s')", store->path, mode);
+        }
+    } else if (!error) {
+        error = xasprintf("%s: cannot set journal mode", store->path);
+    }
+    sqlite3_finalize(stmt);
+    return error;
+}
+
+static char * OVS_WARN_UNUSED_RESULT
+store_prepare(struct store *store)
+{
+    for (int i = 0; i < N_STORE_STMTS; i++) {
+        if (sqlite3_prepare_v3(store->db, store_stmt_sql[i], -1,
+                               SQLITE_PREPARE_PERSISTENT, &store->stmts[i],
+                               NULL) != SQLITE_OK) {
+            return xasprintf("%s: cannot prepare \"%s\": %s", store->path,
+                             store_stmt_sql[i], sqlite3_errmsg(store->db));
+        }
+    }
+    return NULL;
+}
+
+char *
+store_open__(const char *path, const char *schema,
+             const char *const *steps, int n_migrations,
+             struct store **storep)
+{
+    struct store *store;
+    char *error = NULL;
+    int version = 0;
+
+    *storep = NULL;
+    if (!store_sodium_init()) {
+        return xasprintf("%s: cannot initialize libsodium", path);
+    }
+
+    store = xzalloc(sizeof *store);
+    store->path = xstrdup(path);
+    set_op(store, "cannot open database");
+    if (sqlite3_open_v2(path, &store->db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                        NULL) != SQLITE_OK) {
+        error = (store->db
+                 ? db_error(store, "cannot open database")
+                 : xasprintf("%s: cannot open database: out of memory",
+                             path));
+        goto error;
+    }
+
+    /* Check the version before anything writes to the file, so that a
+     * database newer than this program is left as it is. */
+    error = store_configure(store);
+    if (!error) {
+        error = read_user_version(store, &version);
+    }
+    if (!error && version > n_migrations) {
+        error = refuse_newer(store, version, n_migrations);
+    }
+    if (!error) {
+        error = store_set_wal(store);
+    }
+    if (!error && version != n_migrations) {
+        error = store_upgrade(store, schema, steps, n_migrations);
+    }
+    if (!error) {
+        error = read_user_version(store, &store->schema_version);
+    }
+    if (!error) {
+        error = store_prepare(store);
+    }
+    if (error) {
+        goto error;
+    }
+
+    *storep = store;
+    return NULL;
+
+error:
+    store_close(store);
+    return error;
+}
+
+char *
+store_open(const char *path, struct store **storep)
+{
+    return store_open__(path, schema_sql, migrations, SCHEMA_VERSION,
+                        storep);
+}
+
+/* Closes 'store'.  Changes of a batch not yet committed are lost. */
+void
+store_close(struct store *store)
+{
+    if (!store) {
+        return;
+    }
+    if (store->db && !sqlite3_get_autocommit(store->db)) {
+        VLOG_WARN("%s: discarding uncommitted changes", store->path);
+        sqlite3_exec(store->db, "ROLLBACK", NULL, NULL, NULL);
+    }
+    for (int i = 0; i < N_STORE_STMTS; i++) {
+        sqlite3_finalize(store->stmts[i]);
+    }
+    if (store->db && sqlite3_close(store->db) != SQLITE_OK) {
+        VLOG_ERR("%s: cannot close database: %s", store->path,
+                 sqlite3_errmsg(store->db));
+    }
+    free(store->batch_error);
+    free(store->path);
+    free(store);
+}
+
+int
+store_schema_version(const struct store *store)
+{
+    return store->schema_version;
+}
+
+int
+store_latest_schema_version(void)
+{
+    return SCHEMA_VERSION;
+}
+
+/* Changes and batches.
+ *
+ * Every function that changes the store brackets its work with
+ * change_begin() and change_end().  Outside a batch that is a transaction
+ * of its own; inside one, a savepoint within the batch's transaction, so
+ * that a change that fails is undone without undoing the batch. */
+
+static char * OVS_WARN_UNUSED_RESULT
+change_begin(struct store *store)
+{
+    char *error;
+
+    if (!store->batch) {
+        return stmt_exec(store, stmt_get(store, S_BEGIN));
+    }
+
+    if (store->batch_error) {
+        return xasprintf("batch already failed: %s", store->batch_error);
+    }
+    if (!store->batch_open) {
+        error = stmt_exec(store, stmt_get(store, S_BEGIN));
+        if (error) {
+            return error;
+        }
+        store->batch_open = true;
+    }
+    return stmt_exec(store, stmt_get(store, S_SAVEPOINT));
+}
+
+static void
+rollback(struct store *store, enum store_stmt i)
+{
+    char *error = stmt_exec(store, stmt_get(store, i));
+
+    if (error) {
+        VLOG_ERR_RL(&rl, "%s", error);
+        free(error);
+    }
+}
+
+/* Ends the change begun by change_begin(): keeps it if 'error' is NULL,
+ * otherwise undoes it.  Returns 'error', or an error if keeping failed. */
+static char * OVS_WARN_UNUSED_RESULT
+change_end(struct store *store, char *error)
+{
+    if (!error) {
+        error = stmt_exec(store, stmt_get(store,
+                                          store->batch ? S_RELEASE
+                                                       : S_COMMIT));
+        if (!error) {
+            return NULL;
+        }
+    }
+
+    if (!store->batch) {
+        if (!sqlite3_get_autocommit(store->db)) {
+            rollback(store, S_ROLLBACK);
+        }
+    } else if (store->batch_open && sqlite3_get_autocommit(store->db)) {
+        /* SQLite gave up the whole transaction (I/O error, out of memory,
+         * ...): the batch is lost. */
+        store->batch_open = false;
+        store->batch_error = xstrdup(error);
+    } else if (store->batch_open) {
+        rollback(store, S_ROLLBACK_TO);
+        rollback(store, S_RELEASE);
+    }
+    return error;
+}
+
+void
+store_batch_begin(struct store *store)
+{
+    ovs_assert(!store->batch);
+    store->batch = true;
+    store->batch_open = false;
+}
+
+char *
+store_batch_commit(struct store *store)
+{
+    char *error = NULL;
+
+    ovs_assert(store->batch);
+    if (store->batch_error) {
+        error = xasprintf("batch rolled back: %s", store->batch_error);
+    } else if (store->batch_open) {
+        set_op(store, "cannot commit batch (rolled back)");
+        error = stmt_exec(store, stmt_get(store, S_COMMIT));
+    }
+    if (!sqlite3_get_autocommit(store->db)) {
+        rollback(store, S_ROLLBACK);
+    }
+    free(store->batch_error);
+    store->batch_error = NULL;
+    store->batch = store->batch_open = false;
+    return error;
+}
+
+void
+store_batch_abort(struct store *store)
+{
+    ovs_assert(store->batch);
+    if (!sqlite3_get_autocommit(store->db)) {
+        rollback(store, S_ROLLBACK);
+    }
+    free(store->batch_error);
+    store->batch_error = NULL;
+    store->batch = store->batch_open = false;
+}
+
+/* Audit log. */
+
+static char * OVS_WARN_UNUSED_RESULT
+audit_add(struct store *store, const char *event, const char *id_a,
+          const char *id_b, uint32_t version, const char *switch_name,
+          const char *reason)
+{
+    sqlite3_stmt *stmt = stmt_get(store, S_AUDIT_INSERT);
+
+    bind_now(stmt);
+    bind_text(stmt, ":event", event);
+    bind_text(stmt, ":id_a", id_a);
+    bind_text(stmt, ":id_b", id_b);
+    if (version) {
+        bind_int64(stmt, ":version", version);
+    }
+    bind_text(stmt, ":switch", switch_name);
+    bind_text(stmt, ":reason", reason);
+    return stmt_exec(store, stmt);
+}
+
+void
+store_list_audit(struct store *store, long long int since,
+                 struct store_audit **entries, size_t *n)
+{
+    sqlite3_stmt *stmt = stmt_get(store, S_AUDIT_LIST);
+    size_t allocated = 0;
+    char *error = NULL;
+
+    *entries = NULL;
+    *n = 0;
+    set_op(store, "cannot list audit log");
+    bind_int64(stmt, ":since", since);
+    while (stmt_step(store, stmt, &error) == SQLITE_ROW) {
+        if (*n >= allocated) {
+            *entries = x2nrealloc(*entries, &allocated, sizeof **entries);
+        }
+        audit_from_row(stmt, *entries + (*n)++);
+    }
+    stmt_done(stmt);
+    if (error) {
+        VLOG_ERR_RL(&rl, "%s", error);
+        free(error);
+    }
+}
+
+/* Clients. */
+
+/* Looks up the client with 'id' or 'mac' (with statement 'i', bound here)
+ * and stores it in '*client' if found.  Returns an error only if the
+ * database failed. */
+static char * OVS_WARN_UNUSED_RESULT
+find_client(struct store *store, enum store_stmt i, const char *id,
+            struct eth_addr mac, struct store_client *client, bool *found)
+{
+    sqlite3_stmt *stmt = stmt_get(store, i);
+    char *error = NULL;
+
+    *found = false;
+    if (i == S_CLIENT_BY_ID) {
+        bind_text(stmt, ":id", id);
+    } else {
+        bind_mac(stmt, ":mac", mac);
+    }
+    if (stmt_step(store, stmt, &error) == SQLITE_ROW) {
+        if (client) {
+            client_from_row(stmt, client);
+        }
+        *found = true;
+    }
+    stmt_done(stmt);
+    return error;
+}
+
+static char * OVS_WARN_UNUSED_RESULT
+add_client__(struct store *store, const char *id, struct eth_addr mac)
+{
+    struct store_client other;
+    char mac_s[ETH_ADDR_STRLEN + 1];
+    char *error;
+    bool found;
+
+    mac_to_string(mac, mac_s);
+    error = find_client(store, S_CLIENT_BY_ID, id, mac, NULL, &found);
+    if (error || found) {
+        return error ? error : xasprintf("client '%s' already exists", id);
+    }
+    error = find_client(store, S_CLIENT_BY_MAC, NULL, mac, &other, &found);
+    if (error || found) {
+        return (error ? error
+                : xasprintf("MAC %s is already enrolled to client '%s'",
+                            mac_s, other.id));
+    }
+
+    sqlite3_stmt *stmt = stmt_get(store, S_CLIENT_INSERT);
+    bind_text(stmt, ":id", id);
+    bind_text(stmt, ":mac", mac_s);
+    bind_now(stmt);
+    error = stmt_exec(store, stmt);
+    if (!error) {
+        char *reason = xasprintf("mac %s", mac_s);
+        error = audit_add(store, "enroll", id, NULL, 0, NULL, reason);
+        free(reason);
+    }
+    return error;
+}
+
+char *
+store_add_client(struct store *store, const char *id, struct eth_addr mac)
+{
+    char mac_s[ETH_ADDR_STRLEN + 1];
+    char *error;
+
+    error = check_id(id);
+    if (error) {
+        return error;
+    }
+    mac_to_string(mac, mac_s);
+    if (eth_addr_is_zero(mac)) {
+        return xasprintf("cannot enroll client '%s': MAC %s is not valid",
+                         id, mac_s);
+    } else if (eth_addr_is_multicast(mac)) {
+        return xasprintf("cannot enroll client '%s': MAC %s is a multicast "
+                         "address", id, mac_s);
+    }
+
+    set_op(store, "cannot add client '%s'", id);
+    error = change_begin(store);
+    if (!error) {
+        error = add_client__(store, id, mac);
+    }
+    error = change_end(store, error);
+    return error;
+}
+
+static char * OVS_WARN_UNUSED_RESULT
+del_client__(struct store *store, const char *id,
+             int64_t **ids, size_t *n_ids)
+{
+    struct store_client client;
+    char mac_s[ETH_ADDR_STRLEN + 1];
+    sqlite3_stmt *stmt;
+    size_t allocated = 0;
+    char *error;
+    bool found;
+
+    error = find_client(store, S_CLIENT_BY_ID, id, eth_addr_zero, &client,
+                        &found);
+    if (error || !found) {
+        return error ? error : xasprintf("unknown client '%s'", id);
+    }
+
+    /* The pairs to revoke. */
+    stmt = stmt_get(store, S_PAIR_IDS_CLIENT);
+    bind_text(stmt, ":id", id);
+    while (stmt_step(store, stmt, &error) == SQLITE_ROW) {
+        if (*n_ids >= allocated) {
+            *ids = x2nrealloc(*ids, &allocated, sizeof **ids);
+        }
+        (*ids)[(*n_ids)++] = sqlite3_column_int64(stmt, 0);
+    }
+    stmt_done(stmt);
+    if (error) {
+        return error;
+    }
+
+    mac_to_string(client.mac, mac_s);
+    char *reason = xasprintf("mac %s", mac_s);
+    error = audit_add(store, "unenroll", id, NULL, 0, NULL, reason);
+    free(reason);
+    if (error) {
+        return error;
+    }
+
+    stmt = stmt_get(store, S_AUDIT_REVOKE_CLIENT);
+    bind_now(stmt);
+    bind_text(stmt, ":id", id);
+    reason = xasprintf("client %s unenrolled", id);
+    bind_text(stmt, ":reason", reason);
+    free(reason);
+    error = stmt_exec(store, stmt);
+    if (error) {
+        return error;
+    }
+
+    /* Deletes the client's pair keys too (ON DELETE CASCADE). */
+    stmt = stmt_get(store, S_CLIENT_DELETE);
+    bind_text(stmt, ":id", id);
+    error = stmt_exec(store, stmt);
+    if (!error && sqlite3_changes(store->db) != 1) {
+        error = xasprintf("unknown client '%s'", id);
+    }
+    return error;
+}
+
+char *
+store_del_client(struct store *store, const char *id,
+                 int64_t **revoked, size_t *n_revoked)
+{
+    int64_t *ids = NULL;
+    size_t n_ids = 0;
+    char *error;
+
+    if (revoked) {
+        *revoked = NULL;
+        *n_revoked = 0;
+    }
+    error = check_id(id);
+    if (error) {
+        return error;
+    }
+
+    set_op(store, "cannot delete client '%s'", id);
+    error = change_begin(store);
+    if (!error) {
+        error = del_client__(store, id, &ids, &n_ids);
+    }
+    error = change_end(store, error);
+    if (!error && revoked) {
+        *revoked = ids;
+        *n_revoked = n_ids;
+    } else {
+        free(ids);
+    }
+    return error;
+}
+
+bool
+store_find_client_by_id(struct store *store, const char *id,
+                        struct store_client *client)
+{
+    char *error;
+    bool found;
+
+    if (!store_id_is_valid(id)) {
+        return false;
+    }
+    set_op(store, "cannot look up client '%s'", id);
+    error = find_client(store, S_CLIENT_BY_ID, id, eth_addr_zero, client,
+                        &found);
+    if (error) {
+        VLOG_ERR_RL(&rl, "%s", error);
+        free(error);
+    }
+    return found;
+}
+
+bool
+store_find_client_by_mac(struct store *store, struct eth_addr mac,
+                         struct store_client *client)
+{
+    char *error;
+    bool found;
+
+    set_op(store, "cannot look up MAC "ETH_ADDR_FMT, ETH_ADDR_ARGS(mac));
+    error = find_client(store, S_CLIENT_BY_MAC, NULL, mac, client, &found);
+    if (error) {
+        VLOG_ERR_RL(&rl, "%s", error);
+        free(error);
+    }
+    return found;
+}
+
+void
+store_list_clients(struct store *store, struct store_client **clients,
+                   size_t *n)
+{
+    sqlite3_stmt *stmt = stmt_get(store, S_CLIENT_LIST);
+    size_t allocated = 0;
+    char *error = NULL;
+
+    *clients = NULL;
+    *n = 0;
+    set_op(store, "cannot list clients");
+    while (stmt_step(store, stmt, &error) == SQLITE_ROW) {
+        if (*n >= allocated) {
+            *clients = x2nrealloc(*clients, &allocated, sizeof **clients);
+        }
+        client_from_row(stmt, *clients + (*n)++);
+    }
+    stmt_done(stmt);
+    if (error) {
+        VLOG_ERR_RL(&rl, "%s", error);
+        free(error);
+    }
+}
+
+/* Pair keys. */
+
+/* Looks up pair ('id_a', 'id_b'), in that order. */
+static char * OVS_WARN_UNUSED_RESULT
+find_pair_by_ids(struct store *store, const char *id_a, const char *id_b,
+                 struct store_pair_key *pk, bool *found)
+{
+    sqlite3_stmt *stmt = stmt_get(store, S_PAIR_BY_IDS);
+    char *error = NULL;
+
+    *found = false;
+    bind_text(stmt, ":id_a", id_a);
+    bind_text(stmt, ":id_b", id_b);
+    if (stmt_step(store, stmt, &error) == SQLITE_ROW) {
+        error = pair_from_row(store, stmt, pk);
+        *found = !error;
+    }
+    stmt_done(stmt);
+    return error;
+}
+
+static char * OVS_WARN_UNUSED_RESULT
+find_pair_by_id(struct store *store, int64_t pair_id,
+                struct store_pair_key *pk, bool *found)
+{
+    sqlite3_stmt *stmt = stmt_get(store, S_PAIR_BY_ID);
+    char *error = NULL;
+
+    *found = false;
+    bind_int64(stmt, ":pair_id", pair_id);
+    if (stmt_step(store, stmt, &error) == SQLITE_ROW) {
+        error = pair_from_row(store, stmt, pk);
+        *found = !error;
+    }
+    stmt_done(stmt);
+    return error;
+}
+
+static char * OVS_WARN_UNUSED_RESULT
+create_pair_key__(struct store *store, const char *id1, const char *id2,
+                  const char *id_a, const char *id_b,
+                  const char *switch_name, const char *reason,
+                  struct store_pair_key *pk, bool *created)
+{
+    uint8_t key[STORE_KEY_LEN];
+    sqlite3_stmt *stmt;
+    char *error;
+    bool found;
+
+    /* Another program may have created it meanwhile. */
+    error = find_pair_by_ids(store, id_a, id_b, pk, &found);
+    if (error || found) {
+        return error;
+    }
+
+    const char *ids[2] = { id1, id2 };
+    for (int i = 0; i < 2; i++) {
+        error = find_client(store, S_CLIENT_BY_ID, ids[i], eth_addr_zero,
+                            NULL, &found);
+        if (error || !found) {
+            return error ? error : xasprintf("unknown client '%s'", ids[i]);
+        }
+    }
+
+    /* The schema refuses more, but this makes a better message. */
+    stmt = stmt_get(store, S_PAIR_LAST_ID);
+    if (stmt_step(store, stmt, &error) == SQLITE_ROW
+        && sqlite3_column_int64(stmt, 0) >= STORE_PAIR_ID_MAX) {
+        error = xasprintf("%s: no pair ids left", store->op);
+    }
+    stmt_done(stmt);
+    if (error) {
+        return error;
+    }
+
+    randombytes_buf(key, sizeof key);
+    long long int now = time_wall_msec();
+    stmt = stmt_get(store, S_PAIR_INSERT);
+    bind_text(stmt, ":id_a", id_a);
+    bind_text(stmt, ":id_b", id_b);
+    bind_key(stmt, ":key", key);
+    bind_int64(stmt, ":now", now);
+    error = stmt_exec(store, stmt);
+    if (error) {
+        store_key_wipe(key, sizeof key);
+        return error;
+    }
+
+    memset(pk, 0, sizeof *pk);
+    pk->pair_id = sqlite3_last_insert_rowid(store->db);
+    ovs_strlcpy(pk->id_a, id_a, sizeof pk->id_a);
+    ovs_strlcpy(pk->id_b, id_b, sizeof pk->id_b);
+    pk->version = 1;
+    memcpy(pk->key, key, sizeof pk->key);
+    store_key_wipe(key, sizeof key);
+    pk->created = pk->updated = now;
+    *created = true;
+
+    return audit_add(store, "issue", id_a, id_b, 1, switch_name, reason);
+}
+
+char *
+store_get_pair_key(struct store *store, const char *id1, const char *id2,
+                   const char *switch_name, const char *reason,
+                   struct store_pair_key *pk, bool *created)
+{
+    const char *id_a, *id_b;
+    bool created_dummy;
+    char *error;
+    bool found;
+
+    if (!created) {
+        created = &created_dummy;
+    }
+    memset(pk, 0, sizeof *pk);
+    *created = false;
+    error = check_id(id1);
+    if (!error) {
+        error = check_id(id2);
+    }
+    if (error) {
+        return error;
+    }
+    if (!strcmp(id1, id2)) {
+        return xstrdup("pair needs two different clients");
+    }
+    id_a = strcmp(id1, id2) < 0 ? id1 : id2;
+    id_b = id_a == id1 ? id2 : id1;
+    set_op(store, "cannot get key for clients '%s' and '%s'", id_a, id_b);
+
+    /* Most requests are for a key that already exists: no lock needed. */
+    error = find_pair_by_ids(store, id_a, id_b, pk, &found);
+    if (error || found) {
+        goto out;
+    }
+
+    error = change_begin(store);
+    if (!error) {
+        error = create_pair_key__(store, id1, id2, id_a, id_b, switch_name,
+                                  reason, pk, created);
+    }
+    error = change_end(store, error);
+
+out:
+    if (error) {
+        store_key_wipe(pk, sizeof *pk);
+        *created = false;
+    }
+    return error;
+}
+
+static char * OVS_WARN_UNUSED_RESULT
+rotate_pair_key__(struct store *store, int64_t pair_id,
+                  const char *switch_name, const char *reason,
+                  struct store_pair_key *pk)
+{
+    uint8_t key[STORE_KEY_LEN];
+    sqlite3_stmt *stmt;
+    char *error;
+    bool found;
+
+    error = find_pair_by_id(store, pair_id, pk, &found);
+    if (error || !found) {
+        return error ? error : xasprintf("unknown pair %"PRId64, pair_id);
+    }
+    if (pk->version >= UINT32_MAX) {
+        return xasprintf("pair %"PRId64": key version %"PRIu32" is the "
+                         "last one", pair_id, pk->version);
+    }
+
+    randombytes_buf(key, sizeof key);
+    long long int now = time_wall_msec();
+    stmt = stmt_get(store, S_PAIR_UPDATE);
+    bind_int64(stmt, ":version", pk->version + 1);
+    bind_key(stmt, ":key", key);
+    bind_int64(stmt, ":now", now);
+    bind_int64(stmt, ":pair_id", pair_id);
+    error = stmt_exec(store, stmt);
+    if (!error) {
+        pk->version++;
+        memcpy(pk->key, key, sizeof pk->key);
+        pk->updated = now;
+        error = audit_add(store, "rotate", pk->id_a, pk->id_b, pk->version,
+                          switch_name, reason);
+    }
+    store_key_wipe(key, sizeof key);
+    return error;
+}
+
+char *
+store_rotate_pair_key(struct store *store, int64_t pair_id,
+                      const char *switch_name, const char *reason,
+                      struct store_pair_key *pk)
+{
+    char *error;
+
+    memset(pk, 0, sizeof *pk);
+    set_op(store, "cannot rotate key of pair %"PRId64, pair_id);
+    error = change_begin(store);
+    if (!error) {
+        error = rotate_pair_key__(store, pair_id, switch_name, reason, pk);
+    }
+    error = change_end(store, error);
+    if (error) {
+        store_key_wipe(pk, sizeof *pk);
+    }
+    return error;
+}
+
+bool
+store_find_pair_key(struct store *store, int64_t pair_id,
+                    struct store_pair_key *pk)
+{
+    char *error;
+    bool found;
+
+    set_op(store, "cannot look up pair %"PRId64, pair_id);
+    error = find_pair_by_id(store, pair_id, pk, &found);
+    if (error) {
+        VLOG_ERR_RL(&rl, "%s", error);
+        free(error);
+    }
+    if (!found) {
+        store_key_wipe(pk, sizeof *pk);
+    }
+    return found;
+}
+
+void
+store_list_pair_keys(struct store *store, const char *client_id,
+                     struct store_pair_key **keys, size_t *n)
+{
+    sqlite3_stmt *stmt;
+    size_t allocated = 0;
+    char *error = NULL;
+
+    *keys = NULL;
+    *n = 0;
+    set_op(store, "cannot list pair keys");
+    if (client_id) {
+        if (!store_id_is_valid(client_id)) {
+            return;
+        }
+        stmt = stmt_get(store, S_PAIR_LIST_CLIENT);
+        bind_text(stmt, ":id", client_id);
+    } else {
+        stmt = stmt_get(store, S_PAIR_LIST);
+    }
+    while (!error && stmt_step(store, stmt, &error) == SQLITE_ROW) {
+        if (*n >= allocated) {
+            /* Not x2nrealloc(): the old array would be freed unwiped. */
+            size_t new_allocated = allocated ? 2 * allocated : 16;
+            struct store_pair_key *p = xcalloc(new_allocated, sizeof *p);
+
+            if (*n) {
+                memcpy(p, *keys, *n * sizeof *p);
+                store_key_wipe(*keys, *n * sizeof **keys);
+            }
+            free(*keys);
+            *keys = p;
+            allocated = new_allocated;
+        }
+        error = pair_from_row(store, stmt, *keys + *n);
+        if (!error) {
+            (*n)++;
+        }
+    }
+    stmt_done(stmt);
+    if (error) {
+        VLOG_ERR_RL(&rl, "%s", error);
+        free(error);
+    }
+}
+
+/* The group key. */
+
+static char * OVS_WARN_UNUSED_RESULT
+find_group_key(struct store *store, struct store_group_key *gk, bool *found)
+{
+    sqlite3_stmt *stmt = stmt_get(store, S_GROUP_GET);
+    char *error = NULL;
+
+    *found = false;
+    if (stmt_step(store, stmt, &error) == SQLITE_ROW) {
+        memset(gk, 0, sizeof *gk);
+        gk->version = column_u32(stmt, 0);
+        if (column_key(stmt, 1, gk->key)) {
+            gk->updated = sqlite3_column_int64(stmt, 2);
+            *found = true;
+        } else {
+            error = xasprintf("%s: the group key is not valid", store->path);
+        }
+    }
+    stmt_done(stmt);
+    return error;
+}
+
+/* Creates the group key if there is none or if 'rotate' is true, in which
+ * case it replaces the one there is by the next version. */
+static char * OVS_WARN_UNUSED_RESULT
+new_group_key__(struct store *store, bool rotate,
+                struct store_group_key *gk)
+{
+    uint8_t key[STORE_KEY_LEN];
+    sqlite3_stmt *stmt;
+    char *error;
+    bool found;
+
+    error = find_group_key(store, gk, &found);
+    if (error || (found && !rotate)) {
+        return error;
+    }
+    if (found && gk->version >= UINT32_MAX) {
+        return xasprintf("group key version %"PRIu32" is the last one",
+                         gk->version);
+    }
+
+    uint32_t version = found ? gk->version + 1 : 1;
+    randombytes_buf(key, sizeof key);
+    long long int now = time_wall_msec();
+    stmt = stmt_get(store, found ? S_GROUP_UPDATE : S_GROUP_INSERT);
+    if (found) {
+        bind_int64(stmt, ":version", version);
+    }
+    bind_key(stmt, ":key", key);
+    bind_int64(stmt, ":now", now);
+    error = stmt_exec(store, stmt);
+    if (!error) {
+        memset(gk, 0, sizeof *gk);
+        gk->version = version;
+        memcpy(gk->key, key, sizeof gk->key);
+        gk->updated = now;
+        error = audit_add(store, found ? "rotate" : "issue", NULL, NULL,
+                          version, NULL, "group key");
+    }
+    store_key_wipe(key, sizeof key);
+    return error;
+}
+
+char *
+store_get_group_key(struct store *store, struct store_group_key *gk)
+{
+    char *error;
+    bool found;
+
+    memset(gk, 0, sizeof *gk);
+    set_op(store, "cannot get group key");
+    error = find_group_key(store, gk, &found);
+    if (!error && !found) {
+        error = change_begin(store);
+        if (!error) {
+            error = new_group_key__(store, false, gk);
+        }
+        error = change_end(store, error);
+    }
+    if (error) {
+        store_key_wipe(gk, sizeof *gk);
+    }
+    return error;
+}
+
+char *
+store_rotate_group_key(struct store *store, struct store_group_key *gk)
+{
+    char *error;
+
+    memset(gk, 0, sizeof *gk);
+    set_op(store, "cannot rotate group key");
+    error = change_begin(store);
+    if (!error) {
+        error = new_group_key__(store, true, gk);
+    }
+    error = change_end(store, error);
+    if (error) {
+        store_key_wipe(gk, sizeof *gk);
+    }
+    return error;
+}
+
+/* Counts. */
+
+static size_t
+count(struct store *store, enum store_stmt i)
+{
+    sqlite3_stmt *stmt = stmt_get(store, i);
+    char *error = NULL;
+    size_t n = 0;
+
+    set_op(store, "cannot count %s", i == S_CLIENT_COUNT ? "clients"
+                                                           : "pair keys");
+    if (stmt_step(store, stmt, &error) == SQLITE_ROW) {
+        n = sqlite3_column_int64(stmt, 0);
+    }
+    stmt_done(stmt);
+    if (error) {
+        VLOG_ERR_RL(&rl, "%s", error);
+        free(error);
+    }
+    return n;
+}
+
+size_t
+store_count_clients(struct store *store)
+{
+    return count(store, S_CLIENT_COUNT);
+}
+
+size_t
+store_count_pair_keys(struct store *store)
+{
+    return count(store, S_PAIR_COUNT);
+}
+
+void
+store_key_wipe(void *key, size_t n)
+{
+    sodium_memzero(key, n);
+}

@@ -1,0 +1,205 @@
+/*
+ * Copyright (c) 2026 The pairkey authors.
+ *
+ * Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at:
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+#ifndef STORE_H
+#define STORE_H 1
+
+/* The key server's store: one SQLite database file holding the enrolled
+ * clients (ID-MAC), the pair keys (ID-ID-KEY), the group key and an audit
+ * log of every key issued.  This module owns every connection to it.
+ *
+ * Every function that changes the store does so in one transaction, unless
+ * the caller has opened a batch with store_batch_begin(), in which case the
+ * change becomes durable only at store_batch_commit().  Functions that
+ * return 'char *' return NULL on success or a malloc()'d one-line error
+ * message that names the input; on error they change nothing.
+ *
+ * Key bytes are returned to the caller (who installs them on switches) but
+ * never appear in any error message or log line.  struct store_pair_key and
+ * struct store_group_key hold key bytes: wipe them with store_key_wipe()
+ * when done.
+ *
+ * Error messages for bad input are exactly like "client 'bob' already
+ * exists", "MAC 02:00:00:00:00:01 is already enrolled to client 'alice'",
+ * "unknown client 'carol'", "unknown pair 17", "pair needs two different
+ * clients", "client ID 'b d' is not valid: ..."; database failures read
+ * "cannot add client 'bob': pairkey.db: database is locked".
+ *
+ * Not thread-safe: use a store from one thread at a time.  Other processes
+ * may open the same file (SQLite locking; a writer waits up to 5 s). */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "openvswitch/compiler.h"
+#include "openvswitch/types.h"
+
+#define STORE_KEY_LEN 32
+#define STORE_ID_MAX_LEN 64
+
+/* Pair ids are SA ids on the switches: 1...STORE_PAIR_ID_MAX.  The SA ids
+ * above are never a pair's, for keys that belong to no pair (the group
+ * key, an inter-network key). */
+#define STORE_PAIR_ID_MAX 0xfffeffffu
+
+struct store;
+
+/* Opening.  Creates the database with the current schema if 'path' does not
+ * exist, migrates an older one step by step (schema/NNN-*.sql), and refuses
+ * one newer than this program ("pairkey.db: database schema version 7 is
+ * newer than this pairkeyd supports (1)") without changing it.  On error,
+ * '*storep' is NULL. */
+char *store_open(const char *path, struct store **storep)
+    OVS_WARN_UNUSED_RESULT;
+void store_close(struct store *);
+int store_schema_version(const struct store *);
+int store_latest_schema_version(void);
+
+/* Batches: every change between begin and commit is one transaction.
+ *
+ * Inside a batch, a function that fails undoes only its own change; the
+ * batch goes on.  If the database fails in a way that loses the whole
+ * transaction (I/O error), every later change and the commit fail.
+ * Abort rolls back every change of the batch; so does store_close().
+ * Batches do not nest. */
+void store_batch_begin(struct store *);
+char *store_batch_commit(struct store *) OVS_WARN_UNUSED_RESULT;
+void store_batch_abort(struct store *);
+
+/* Validation of user input: 1 to STORE_ID_MAX_LEN of [A-Za-z0-9._-]. */
+bool store_id_is_valid(const char *id);
+
+/* Clients (ID-MAC). */
+struct store_client {
+    char id[STORE_ID_MAX_LEN + 1];
+    struct eth_addr mac;
+    long long int created;      /* Milliseconds since the epoch. */
+};
+
+/* Enrolls client 'id' with 'mac' (unicast, nonzero), audited as "enroll". */
+char *store_add_client(struct store *, const char *id, struct eth_addr mac)
+    OVS_WARN_UNUSED_RESULT;
+
+/* Deletes client 'id' and every pair key it holds (recorded in the audit log
+ * as "unenroll", then one "revoke" per pair).  If 'revoked' is nonnull,
+ * stores the pair ids of the deleted keys, ascending, in '*revoked'
+ * (malloc()'d, NULL if none) and their number in '*n_revoked'. */
+char *store_del_client(struct store *, const char *id,
+                       int64_t **revoked, size_t *n_revoked)
+    OVS_WARN_UNUSED_RESULT;
+
+bool store_find_client_by_id(struct store *, const char *id,
+                             struct store_client *);
+bool store_find_client_by_mac(struct store *, struct eth_addr,
+                              struct store_client *);
+
+/* Stores all clients, ordered by id, in '*clients' (malloc()'d). */
+void store_list_clients(struct store *, struct store_client **clients,
+                        size_t *n);
+
+/* Pair keys (ID-ID-KEY).  A pair is unordered: (A,B) and (B,A) are the same
+ * pair, stored with id_a < id_b. */
+struct store_pair_key {
+    int64_t pair_id;            /* Never reused; the SA id on switches. */
+    char id_a[STORE_ID_MAX_LEN + 1];
+    char id_b[STORE_ID_MAX_LEN + 1];
+    uint32_t version;           /* Key version (the patent's PW_ID). */
+    uint8_t key[STORE_KEY_LEN];
+    long long int created;      /* Milliseconds since the epoch. */
+    long long int updated;      /* When 'version' was issued. */
+};
+
+/* Finds the key of pair ('id1', 'id2'), creating it with a new random key
+ * (version 1, audited as "issue" with 'switch_name' and 'reason', either may
+ * be NULL) if there is none.  Both clients must be enrolled and distinct.
+ * Sets '*created' (if nonnull) to whether it was created.  Once pair ids
+ * run out (STORE_PAIR_ID_MAX), creating fails. */
+char *store_get_pair_key(struct store *, const char *id1, const char *id2,
+                         const char *switch_name, const char *reason,
+                         struct store_pair_key *, bool *created)
+    OVS_WARN_UNUSED_RESULT;
+
+/* Replaces the key of pair 'pair_id' by a new random key with the next
+ * version, audited as "rotate" with 'switch_name' and 'reason'.  Also the
+ * way to roll a pair forward after a restart, so that no key is installed
+ * again with its packet counters reset. */
+char *store_rotate_pair_key(struct store *, int64_t pair_id,
+                            const char *switch_name, const char *reason,
+                            struct store_pair_key *)
+    OVS_WARN_UNUSED_RESULT;
+
+bool store_find_pair_key(struct store *, int64_t pair_id,
+                         struct store_pair_key *);
+
+/* Stores every pair key, ordered by pair id, in '*keys' (malloc()'d); wipe
+ * each and free the array when done.  If 'client_id' is nonnull, only the
+ * pairs that include it. */
+void store_list_pair_keys(struct store *, const char *client_id,
+                          struct store_pair_key **keys, size_t *n);
+
+/* The group key, for broadcast and multicast, created on first use (version
+ * 1, audited as "issue" with empty ids and reason "group key").  It has no
+ * pair id: its SA id must be 0 or above STORE_PAIR_ID_MAX. */
+struct store_group_key {
+    uint32_t version;
+    uint8_t key[STORE_KEY_LEN];
+    long long int updated;
+};
+
+char *store_get_group_key(struct store *, struct store_group_key *)
+    OVS_WARN_UNUSED_RESULT;
+
+/* Replaces the group key by a new random key with the next version,
+ * audited as "rotate" (with empty ids and reason "group key"); creates it
+ * if there is none yet. */
+char *store_rotate_group_key(struct store *, struct store_group_key *)
+    OVS_WARN_UNUSED_RESULT;
+
+/* Audit log.  Events: "enroll", "unenroll", "issue", "rotate", "revoke".
+ * "enroll" and "unenroll" have id_a = the client and reason "mac <MAC>".
+ * Strings longer than their field are truncated. */
+struct store_audit {
+    int64_t seq;
+    long long int time;         /* Milliseconds since the epoch. */
+    char event[16];
+    char id_a[STORE_ID_MAX_LEN + 1];    /* Empty if not applicable. */
+    char id_b[STORE_ID_MAX_LEN + 1];
+    uint32_t version;
+    char switch_name[64];
+    char reason[64];
+};
+
+/* Stores the entries with 'time' >= 'since', in 'seq' order, in '*entries'
+ * (malloc()'d). */
+void store_list_audit(struct store *, long long int since,
+                      struct store_audit **entries, size_t *n);
+
+/* Counts, for status output. */
+size_t store_count_clients(struct store *);
+size_t store_count_pair_keys(struct store *);
+
+/* Wipes key bytes. */
+void store_key_wipe(void *key, size_t n);
+
+/* For unit tests: store_open() with another schema, 'schema_sql' at version
+ * 'n_migrations', reached from an empty database by 'migrations'.  It must
+ * include every table and column of the real one. */
+char *store_open__(const char *path, const char *schema_sql,
+                   const char *const *migrations, int n_migrations,
+                   struct store **storep)
+    OVS_WARN_UNUSED_RESULT;
+
+#endif /* store.h */
