@@ -97,13 +97,12 @@ def netns_list():
 
 
 def link_stats(ns, dev):
-    """Kernel counters of dev in ns: rx/tx_packets, rx/tx_bytes."""
+    """Kernel counters of dev in ns: rx/tx_packets, rx/tx_bytes,
+    rx/tx_dropped."""
     out = run(["ip", "-n", ns, "-s", "-j", "link", "show", "dev", dev]).stdout
     stats = json.loads(out)[0]["stats64"]
-    return {"rx_packets": stats["rx"]["packets"],
-            "tx_packets": stats["tx"]["packets"],
-            "rx_bytes": stats["rx"]["bytes"],
-            "tx_bytes": stats["tx"]["bytes"]}
+    return {"%s_%s" % (d, k): stats[d][k]
+            for d in ("rx", "tx") for k in ("packets", "bytes", "dropped")}
 
 
 SOL_PACKET = 263
@@ -270,9 +269,11 @@ class Capture:
 
     'expected' is a callable returning how many frames the capture must
     hold at least (used by stop() to wait until tcpdump has caught up with
-    the kernel counters before it is stopped)."""
+    the kernel counters before it is stopped).  'snaplen' bytes of each
+    frame are kept: the default is above any wire MTU; a small one keeps
+    up with heavy load when only headers matter."""
 
-    def __init__(self, ns, iface, pcap_path, expected=None):
+    def __init__(self, ns, iface, pcap_path, expected=None, snaplen=4096):
         self.ns = ns
         self.iface = iface
         self.path = pcap_path
@@ -282,9 +283,9 @@ class Capture:
             "tcpdump", ["ip", "netns", "exec", ns, "tcpdump", "-i", iface,
                         "-w", pcap_path, "-U", "--immediate-mode", "-n",
                         # Immediate mode uses a ring of snaplen-sized slots:
-                        # a small snaplen (above any wire MTU) and a big
-                        # buffer keep bursts from being dropped.
-                        "-s", "4096", "-B", "16384", "-Z", "root"],
+                        # a small snaplen and a big buffer keep bursts from
+                        # being dropped.
+                        "-s", snaplen, "-B", "16384", "-Z", "root"],
             None, pcap_path + ".log")
         wait_until(self._listening, 10, "tcpdump to listen on %s" % iface)
 
@@ -308,8 +309,12 @@ class Capture:
         try:
             if settle and self.expected is not None:
                 need = self.expected()
-                wait_until(lambda: len(self.current()) >= need, 10,
-                           "capture to hold %d frames" % need)
+                try:
+                    wait_until(lambda: len(self.current()) >= need, 10)
+                except TimeoutError:
+                    raise TimeoutError("capture on %s holds %d of %d frames"
+                                       % (self.iface, len(self.current()),
+                                          need)) from None
         finally:
             self.daemon.stop(signal.SIGINT)
             self.frames = self.current()

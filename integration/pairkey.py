@@ -8,6 +8,7 @@ Encrypted frame (docs: DESIGN.md section 2, ovs-patch/):
     | PN be64 | ciphertext of (original EtherType + payload) | tag 16 |
 """
 
+import collections
 import os
 import re
 import struct
@@ -17,6 +18,8 @@ ETH_P_PAIRKEY = 0x88B5
 ETH_HLEN = 14
 HEADER = struct.Struct("!BBIQ")     # format, cipher, key version, PN
 TAG_LEN = 16
+# Bytes encryption adds to a frame: EtherType 2, header 14, tag 16.
+OVERHEAD = 2 + HEADER.size + TAG_LEN
 FORMAT_V1 = 1
 CIPHERS = {1: "aes-256-gcm", 2: "chacha20-poly1305"}
 DROP_REASONS = ("bad_tag", "truncated", "bad_header", "unknown_version",
@@ -52,6 +55,13 @@ def parse_frame(frame):
     fmt, cipher, version, pn = HEADER.unpack_from(frame, ETH_HLEN)
     return Sealed(frame[0:6], frame[6:12], fmt, cipher, version, pn,
                   frame[ETH_HLEN + HEADER.size:])
+
+
+def nonce_repeats(sealed):
+    """The (source MAC, key version, PN) triples that occur more than once
+    among Sealed frames: each is a nonce used twice."""
+    nonces = collections.Counter((s.src, s.version, s.pn) for s in sealed)
+    return [k for k, n in nonces.items() if n > 1]
 
 
 def rewrite(frame, version=None, pn=None):
@@ -165,6 +175,25 @@ def crypto_flows(net, sa=None):
                      % (port, n, up))
         net.add_flow(br, "in_port=%d,dl_type=0x%04x,actions=decrypt:%d,"
                      "output:%d" % (up, ETH_P_PAIRKEY, n, port))
+
+
+def seal_pair(net):
+    """One random key as SA 1 (version 1) on every bridge of a Net, and
+    crypto_flows().  Returns the Key."""
+    key = net.key()
+    for br in net.topo.bridges:
+        add_sa(net, br.name, key)
+    crypto_flows(net)
+    return key
+
+
+def plain_flows(net):
+    """The same paths as crypto_flows() without encryption."""
+    for h in net.topo.hosts:
+        br, port = net.host_port(h.name)
+        up = net.uplink(br)
+        net.add_flow(br, "in_port=%d,actions=output:%d" % (port, up))
+        net.add_flow(br, "in_port=%d,actions=output:%d" % (up, port))
 
 
 # --------------------------------------------------------------- key files

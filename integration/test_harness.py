@@ -3,8 +3,9 @@
 import struct
 
 from harness import read_pcap
-from pairkey import (ETH_HLEN, ETH_P_PAIRKEY, HEADER, Key, counter, flip_bit,
-                     parse_frame, parse_show, rewrite)
+from pairkey import (ETH_HLEN, ETH_P_PAIRKEY, HEADER, OVERHEAD, Key, counter,
+                     flip_bit, nonce_repeats, parse_frame, parse_show,
+                     rewrite)
 
 SHOW = """\
 br1:
@@ -65,6 +66,16 @@ def test_frame_helpers():
     assert flip_bit(f, -1)[-1] == f[-1] ^ 1
     assert parse_frame(bytes(60)) is None
     assert parse_frame(f[:20]) is None
+    assert OVERHEAD == 32                   # docs/frame-format.md
+
+
+def test_nonce_repeats():
+    a = sealed_frame(pn=5)
+    b = a[:6] + bytes.fromhex("020000000303") + a[12:]     # other sender
+    frames = [parse_frame(f) for f in (
+        a, b, rewrite(a, version=2), rewrite(a, pn=6), rewrite(a, pn=6))]
+    assert nonce_repeats(frames[:4]) == []
+    assert nonce_repeats(frames) == [(a[6:12], 1, 6)]
 
 
 def test_read_pcap(tmp_path):

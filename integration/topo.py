@@ -21,10 +21,18 @@ wire namespace, where a Linux bridge without learning (a hub, so a capture
 on the bridge device sees every frame once) joins the uplinks.  Hosts keep
 MTU 1500; the uplink path runs at Topo.wire_mtu so encrypted full-size
 frames fit.  <p> is a prefix unique to each Net.
+
+The OVS ports are AF_PACKET sockets polled by vswitchd's main thread, or,
+with Topo.port_type "afxdp" (TWO_HOSTS_AFXDP), AF_XDP sockets polled by
+PMD threads; Topo.host_queues and Topo.pmd_cpu_mask spread one host's
+frames over several PMD threads.
 """
 
 import contextlib
+import dataclasses
+import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -85,6 +93,15 @@ class Topo:
     bridges: tuple
     wire_mtu: int = 1600
     host_mtu: int = 1500
+    # OVS Interface type of every host port and uplink: None for the
+    # default ("system", an AF_PACKET socket polled by the main thread), or
+    # "afxdp" (an AF_XDP socket per rx queue, polled by PMD threads).
+    port_type: str = None
+    # Rx/tx queues of the OVS side of every host veth (options:n_rxq with
+    # afxdp), so that one host's frames can be polled by several threads.
+    host_queues: int = 1
+    # Open_vSwitch other_config:pmd-cpu-mask, e.g. "0x3" (None: OVS default).
+    pmd_cpu_mask: str = None
 
     def host(self, name):
         return next(h for h in self.hosts if h.name == name)
@@ -102,6 +119,12 @@ TWO_HOSTS = Topo(
            Host("h2", "br2", "02:00:00:00:02:02", "10.0.0.2/24")),
     bridges=(Bridge("br1"), Bridge("br2")))
 
+# TWO_HOSTS with every OVS port an AF_XDP socket: two PMD threads (cores 0
+# and 1) poll them, and each host port has two rx queues, one per PMD, so
+# both threads encrypt frames of the same sender at the same time.
+TWO_HOSTS_AFXDP = dataclasses.replace(TWO_HOSTS, port_type="afxdp",
+                                      host_queues=2, pmd_cpu_mask="0x3")
+
 TWO_HOSTS_VLAN = Topo(
     hosts=(Host("h1", "br1", "02:00:00:00:01:01", "10.0.100.1/24", vlan=100),
            Host("h2", "br2", "02:00:00:00:02:02", "10.0.100.2/24", vlan=100)),
@@ -109,7 +132,7 @@ TWO_HOSTS_VLAN = Topo(
 
 
 class FeatureMissing(Exception):
-    """The kernel lacks something a topology needs (tests skip)."""
+    """The kernel or OVS lacks something a topology needs (tests skip)."""
 
 
 def _mac(kind, a, b):
@@ -200,6 +223,13 @@ class Net:
         """OpenFlow port number of bridge's uplink."""
         return self.ofport(self.topo.bridge(bridge).uplink)
 
+    def rx_dropped(self, port):
+        """Frames the kernel dropped on receive at OVS port 'port' (a veth
+        in the ovs namespace) before OVS saw them; with type=afxdp, those
+        that found the AF_XDP socket's ring full.  (OVS 3.1's own AF_XDP
+        rx_dropped is the kernel's minus one, '?' when zero.)"""
+        return harness.link_stats(self.ns("ovs"), port)["rx_dropped"]
+
     def ofport(self, port):
         """OpenFlow port number of an OVS port (names are unique per OVS)."""
         return int(self.vsctl("get", "Interface", port, "ofport").stdout)
@@ -250,12 +280,16 @@ class Net:
         wait_until(lambda: ns not in harness.netns_list(), 10,
                    "namespace %s to go" % ns)
 
-    def _add_veth(self, ns_a, name_a, mac_a, ns_b, name_b, mac_b, mtu):
+    def _add_veth(self, ns_a, name_a, mac_a, ns_b, name_b, mac_b, mtu,
+                  queues=1):
         """Creates a veth pair directly inside two namespaces (it never
-        appears in the caller's namespace)."""
+        appears in the caller's namespace), each end with 'queues' rx and
+        tx queues."""
+        q = ["numtxqueues", queues, "numrxqueues", queues]
         run(["ip", "-n", ns_a, "link", "add", "name", name_a, "address", mac_a,
-             "mtu", mtu, "type", "veth", "peer", "name", name_b,
-             "address", mac_b, "mtu", mtu, "netns", ns_b])
+             "mtu", mtu] + q + ["type", "veth", "peer", "name", name_b,
+                                "address", mac_b, "mtu", mtu] + q
+            + ["netns", ns_b])
         self._cleanup.callback(run, ["ip", "-n", ns_a, "link", "del", name_a],
                                check=False)
 
@@ -276,6 +310,9 @@ class Net:
         wait_until(lambda: self._daemon_up(self.ovsdb, "db.sock"), 10,
                    "ovsdb-server")
         self.vsctl("--no-wait", "init")
+        if self.topo.pmd_cpu_mask:
+            self.vsctl("--no-wait", "set", "Open_vSwitch", ".",
+                       "other_config:pmd-cpu-mask=" + self.topo.pmd_cpu_mask)
 
     def _daemon_up(self, daemon, sock):
         if not daemon.alive():
@@ -352,20 +389,43 @@ class Net:
              "bridge_slave", "learning", "off"])
         run(["ip", "-n", wns, "link", "set", wport, "up"])
         run(["ip", "-n", ons, "link", "set", br.uplink, "up"])
-        self.vsctl("add-port", br.name, br.uplink, "--", "set", "Interface",
-                   br.uplink, "ofport_request=%d" % UPLINK_OFPORT,
-                   "mtu_request=%d" % mtu)
+        self._add_port(br.name, br.uplink, UPLINK_OFPORT,
+                       "mtu_request=%d" % mtu)
+
+    def _add_port(self, bridge, name, ofport, *settings, queues=1):
+        """Adds OVS port 'name' (a veth end in the ovs namespace) with
+        Topo.port_type; raises FeatureMissing if OVS cannot open it that
+        way (e.g. AF_XDP not available)."""
+        settings = ["ofport_request=%d" % ofport] + list(settings)
+        if self.topo.port_type:
+            settings.append("type=" + self.topo.port_type)
+            if self.topo.port_type == "afxdp":
+                settings.append("options:n_rxq=%d" % queues)
+        self.vsctl("add-port", bridge, name, "--", "set", "Interface", name,
+                   *settings)
+        if self.topo.port_type:
+            def opened():
+                error = self.vsctl("get", "Interface", name,
+                                   "error").stdout.strip()
+                if error not in ("[]", ""):
+                    raise FeatureMissing("cannot open %s as type=%s: %s" % (
+                        name, self.topo.port_type, error.strip('"')))
+                ofport = self.vsctl("get", "Interface", name,
+                                    "ofport").stdout.strip()
+                return ofport.isdigit() and int(ofport) > 0
+            wait_until(opened, 10, "%s to open as type=%s" % (
+                name, self.topo.port_type))
 
     def _add_host(self, h, i):
         hns, ons = self.ns(h.name), self.ns("ovs")
         self._add_veth(hns, "eth0", h.mac, ons, h.name, _mac(0xef, i, 2),
-                       self.topo.host_mtu)
+                       self.topo.host_mtu, self.topo.host_queues)
         # Mandatory with the userspace datapath: no partial checksums.
         run(["ip", "netns", "exec", hns, "ethtool", "-K", "eth0", "tx",
              "off"])
         run(["ip", "-n", ons, "link", "set", h.name, "up"])
-        self.vsctl("add-port", h.bridge, h.name, "--", "set", "Interface",
-                   h.name, "ofport_request=%d" % HOST_PORT_OFPORT)
+        self._add_port(h.bridge, h.name, HOST_PORT_OFPORT,
+                       queues=self.topo.host_queues)
         if h.vlan:
             proc = run(["ip", "-n", hns, "link", "add", "link", "eth0",
                         "name", h.iface, "type", "vlan", "id", h.vlan],
@@ -423,6 +483,13 @@ class Net:
                          b.addr, "lladdr", b.mac, "dev", a.iface, "nud",
                          "permanent"])
 
+    def tcp_idle(self, host):
+        """True if no TCP connection of host has frames left to send: each
+        is closed or in TIME-WAIT."""
+        return not self.host_run(host, "ss", "-Htn", "state", "connected",
+                                 "exclude", "time-wait",
+                                 check=True).stdout.strip()
+
     def udp_socket(self, host, port):
         """A non-blocking UDP socket bound in host to (its address, port)."""
         s = harness.ns_socket(self.ns(host), socket.AF_INET, socket.SOCK_DGRAM)
@@ -473,6 +540,63 @@ class Net:
             t.join(timeout)
         return b"".join(received)
 
+    def iperf3(self, src, dst, seconds, parallel=4, bidir=True):
+        """Runs an iperf3 TCP test from src to host dst ('parallel'
+        streams, both directions at once if bidir) and returns iperf3's
+        JSON result.  The server runs in dst for this one test."""
+        addr = self.topo.host(dst).addr
+        port = 5201
+        log = self.ovs.path("iperf3-%s.log" % dst)
+        server = harness.Daemon(
+            "iperf3", ["ip", "netns", "exec", self.ns(dst), "iperf3",
+                       "--server", "--one-off", "--bind", addr,
+                       "--port", port], None, log)
+        try:
+            wait_until(lambda: self._listening(server, dst, port), 10,
+                       "iperf3 server in %s" % dst)
+            proc = self.host_run(
+                src, "iperf3", "--client", addr, "--port", port, "--json",
+                "--time", seconds, "--parallel", parallel,
+                *(["--bidir"] if bidir else []), timeout=seconds + 30)
+            result = json.loads(proc.stdout or "{}")
+            if proc.returncode != 0 or "error" in result:
+                raise RuntimeError("iperf3 %s -> %s failed: %s" % (
+                    src, dst, result.get("error") or proc.stderr.strip()))
+            wait_until(lambda: not server.alive(), 10, "iperf3 server exit")
+            return result
+        finally:
+            server.stop()
+
+    def _listening(self, daemon, host, port):
+        if not daemon.alive():
+            raise RuntimeError("%s exited, see %s" % (daemon.name,
+                                                      daemon.log_path))
+        return self.host_run(host, "ss", "-Htln",
+                             "sport = :%d" % port).stdout.strip()
+
+    def pmd_rxqs(self):
+        """{(port, rx queue): core id of the PMD thread polling it}, from
+        dpif-netdev/pmd-rxq-show."""
+        rxqs, core = {}, None
+        out = self.appctl("dpif-netdev/pmd-rxq-show").stdout
+        for line in out.splitlines():
+            words = line.split()
+            if line.startswith("pmd thread") and "core_id" in words:
+                core = int(words[words.index("core_id") + 1].rstrip(":"))
+            elif words[:1] == ["port:"] and "queue-id:" in words:
+                queue = int(words[words.index("queue-id:") + 1])
+                rxqs[(words[1], queue)] = core
+        return rxqs
+
+    def xdp_rxq_packets(self, port):
+        """{rx queue: frames its XDP program saw} of OVS port 'port' (a
+        veth in the ovs namespace; with type=afxdp, every frame it
+        receives), from the veth's 'ethtool -S' counters."""
+        out = run(["ip", "netns", "exec", self.ns("ovs"), "ethtool", "-S",
+                   port]).stdout
+        return {int(m.group(1)): int(m.group(2)) for m in re.finditer(
+            r"^\s*rx_queue_(\d+)_xdp_packets: (\d+)$", out, re.M)}
+
     def sniffer(self, host):
         """A RawPort on host's eth0: what actually reached the host."""
         port = harness.RawPort(self.ns(host), "eth0")
@@ -483,22 +607,24 @@ class Net:
     def wire_ports(self):
         return [("to-%s" % b.name) for b in self.topo.bridges if b.wire]
 
-    def _wire_rx(self):
+    def wire_rx(self):
+        """Frames the wire has received from the bridges so far."""
         ns = self.ns("wire")
         return sum(harness.link_stats(ns, p)["rx_packets"]
                    for p in self.wire_ports())
 
     @contextlib.contextmanager
-    def capture(self, wire="wire"):
+    def capture(self, wire="wire", snaplen=4096):
         """Captures the wire while the with-body runs.  On leaving, waits
         until every frame the wire received is in the pcap, then stops;
-        the frames are in .frames of the yielded Capture."""
+        the frames (their first 'snaplen' bytes) are in .frames of the
+        yielded Capture."""
         self._captures += 1
         path = self.ovs.path("%s-%d.pcap" % (wire, self._captures))
-        cap = harness.Capture(self.ns("wire"), wire, path)
+        cap = harness.Capture(self.ns("wire"), wire, path, snaplen=snaplen)
         self._cleanup.callback(cap.stop, False)
-        base = self._wire_rx()
-        cap.expected = lambda: self._wire_rx() - base
+        base = self.wire_rx()
+        cap.expected = lambda: self.wire_rx() - base
         try:
             yield cap
         except BaseException:

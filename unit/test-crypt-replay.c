@@ -125,13 +125,13 @@ static const struct replay_vector vectors[] = {
 
     /* A first packet far from 0, then older ones within the window. */
     RESET(61),
-    T(62, 5000, OK),
-    T(63, 5000 - W, OK),
-    T(64, 4999, OK),
-    T(65, 5000 - W - 1, DROP_TOO_OLD),
-    T(66, 5000 - W, DROP_REPLAY),
-    T(67, 5001, OK),
-    T(68, 5000, DROP_REPLAY),
+    T(62, 50000, OK),
+    T(63, 50000 - W, OK),
+    T(64, 49999, OK),
+    T(65, 50000 - W - 1, DROP_TOO_OLD),
+    T(66, 50000 - W, DROP_REPLAY),
+    T(67, 50001, OK),
+    T(68, 50000, DROP_REPLAY),
 };
 
 static void
