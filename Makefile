@@ -13,7 +13,8 @@
 OVS := build/ovs
 PYTHON := /usr/bin/python3
 OVS_PROGRAMS := vswitchd/ovs-vswitchd ovsdb/ovsdb-server ovsdb/ovsdb-tool \
-	utilities/ovs-vsctl utilities/ovs-ofctl utilities/ovs-appctl
+	utilities/ovs-vsctl utilities/ovs-ofctl utilities/ovs-appctl \
+	utilities/ovs-pki
 PATCHES := $(sort $(wildcard ovs-patch/*.patch))
 JOBS ?= $(shell nproc)
 
