@@ -623,6 +623,18 @@ switch_program(struct keyserver *ks, struct pk_switch *sw)
     uplink = switch_uplink(sw);
     ofpbuf_init(&ofpacts, 64);
 
+    /* Only enrolled clients' ports get anything: a revoked client's host
+     * must not even see its neighbours' broadcasts. */
+    struct store_client *clients = xcalloc(sw->n_marks + 1,
+                                           sizeof *clients);
+    bool *enrolled = xcalloc(sw->n_marks + 1, sizeof *enrolled);
+    for (size_t i = 0; i < sw->n_marks; i++) {
+        enrolled[i] = (sw->marks[i].role == MARK_CLIENT
+                       && store_find_client_by_id(ks->store,
+                                                  sw->marks[i].client_id,
+                                                  &clients[i]));
+    }
+
     /* Table 0: which port may send what. */
     match_init_catchall(&match);
     add_base_flow(sw, &flows, &n, &allocated, TABLE_PORTS, 0, &match, NULL);
@@ -641,20 +653,20 @@ switch_program(struct keyserver *ks, struct pk_switch *sw)
             add_base_flow(sw, &flows, &n, &allocated, TABLE_PORTS, 100,
                           &match, &ofpacts);
         } else {
-            struct store_client client;
+            const struct store_client *client = &clients[i];
 
-            if (!store_find_client_by_id(ks->store, m->client_id, &client)) {
+            if (!enrolled[i]) {
                 continue;
             }
             any_client = true;
-            match_set_dl_src(&match, client.mac);
+            match_set_dl_src(&match, client->mac);
             ofpact_put_GOTO_TABLE(&ofpacts)->table_id = TABLE_SEND;
             add_base_flow(sw, &flows, &n, &allocated, TABLE_PORTS, 100,
                           &match, &ofpacts);
 
             /* Table 2: frames for this client are key requests. */
             match_init_catchall(&match);
-            match_set_dl_dst(&match, client.mac);
+            match_set_dl_dst(&match, client->mac);
             ofpbuf_clear(&ofpacts);
             put_controller(&ofpacts);
             add_base_flow(sw, &flows, &n, &allocated, TABLE_RECV, 10,
@@ -664,11 +676,11 @@ switch_program(struct keyserver *ks, struct pk_switch *sw)
              * clear to the other clients of this bridge and under the group
              * key to the uplink. */
             match_init_catchall(&match);
-            match_set_dl_src(&match, client.mac);
+            match_set_dl_src(&match, client->mac);
             match_set_dl_dst_masked(&match, group_bit, group_bit);
             ofpbuf_clear(&ofpacts);
             for (size_t k = 0; k < sw->n_marks; k++) {
-                if (sw->marks[k].role == MARK_CLIENT && k != i) {
+                if (enrolled[k] && k != i) {
                     put_output(&ofpacts, sw->marks[k].ofport);
                 }
             }
@@ -697,7 +709,7 @@ switch_program(struct keyserver *ks, struct pk_switch *sw)
         ofpbuf_clear(&ofpacts);
         ofpact_put_DECRYPT(&ofpacts)->sa_id = GROUP_SA_ID;
         for (size_t k = 0; k < sw->n_marks; k++) {
-            if (sw->marks[k].role == MARK_CLIENT) {
+            if (enrolled[k]) {
                 put_output(&ofpacts, sw->marks[k].ofport);
             }
         }
@@ -717,6 +729,8 @@ switch_program(struct keyserver *ks, struct pk_switch *sw)
     sw->base = flows;
     sw->n_base = n;
     ofpbuf_uninit(&ofpacts);
+    free(clients);
+    free(enrolled);
 
     /* The group key, for every bridge that has clients. */
     if (any_client && uplink) {
