@@ -359,19 +359,21 @@ install_key(struct keyserver *ks, struct pk_switch *sw, const struct key *key)
     h->conn_seq = sw->conn_seq;
 }
 
+/* Deletes SA 'sa_id' from 'sw'.  Sent even if this process never installed
+ * it there: the switch may hold it from before a restart of the key server
+ * (a switch without it answers NXCSM_UNKNOWN_SA, which is ignored). */
 static void
 delete_key(struct pk_switch *sw, int64_t sa_id)
 {
+    struct ofputil_crypt_sa_mod mod = {
+        .command = NXCSM_DELETE,
+        .sa_id = sa_id,
+    };
     struct sa_entry *e = switch_find_sa(sw, sa_id);
 
+    switch_send(sw, ofputil_encode_crypt_sa_mod(
+                    &mod, rconn_get_version(sw->rconn)));
     if (e) {
-        struct ofputil_crypt_sa_mod mod = {
-            .command = NXCSM_DELETE,
-            .sa_id = sa_id,
-        };
-
-        switch_send(sw, ofputil_encode_crypt_sa_mod(
-                        &mod, rconn_get_version(sw->rconn)));
         hmap_remove(&sw->sas, &e->node);
         free(e);
     }
@@ -869,23 +871,30 @@ refuse(struct keyserver *ks, struct pk_switch *sw, const char *why,
 }
 
 /* Answers a key request for pair ('me', 'peer'), where 'me' is the client
- * behind this switch that the request is made for. */
+ * behind this switch that the request is made for.  Creates the key only
+ * if 'create'. */
 static bool
 answer_request(struct keyserver *ks, struct pk_switch *sw,
                const struct store_client *me, const struct store_client *peer,
-               const char *reason)
+               const char *reason, bool create)
 {
     struct store_pair_key pk;
     struct key key;
-    bool created;
+    bool created = false;
     char *error;
 
-    error = store_get_pair_key(ks->store, me->id, peer->id, sw->name,
-                               reason, &pk, &created);
-    if (error) {
-        VLOG_WARN_RL(&rl, "%s: %s", sw->name, error);
-        free(error);
-        return false;
+    if (!create) {
+        if (!store_find_pair_key_by_ids(ks->store, me->id, peer->id, &pk)) {
+            return false;
+        }
+    } else {
+        error = store_get_pair_key(ks->store, me->id, peer->id, sw->name,
+                                   reason, &pk, &created);
+        if (error) {
+            VLOG_WARN_RL(&rl, "%s: %s", sw->name, error);
+            free(error);
+            return false;
+        }
     }
     if (created) {
         note_issued(ks, pk.pair_id, pk.version);
@@ -938,7 +947,7 @@ process_send_request(struct keyserver *ks, struct pk_switch *sw,
         && peer_dpid == sw->dpid) {
         install_local_flow(sw, &me, &peer, peer_port);
         install_local_flow(sw, &peer, &me, in_port);
-    } else if (!answer_request(ks, sw, &me, &peer, "send request")) {
+    } else if (!answer_request(ks, sw, &me, &peer, "send request", true)) {
         return;
     }
     release_packet(ks, sw, pi, in_port);
@@ -974,8 +983,14 @@ process_recv_request(struct keyserver *ks, struct pk_switch *sw,
         install_refusal(sw, TABLE_RECV, flow->dl_src, flow->dl_dst);
         return;
     }
-    if (answer_request(ks, sw, &me, &peer, "receive request")) {
+    /* Keys are created at the sender's request, and then installed on
+     * both sides at once: a receiver asks only after it lost its key.  So
+     * a frame on the wire, which anyone can forge, never creates a key. */
+    if (answer_request(ks, sw, &me, &peer, "receive request", false)) {
         release_packet(ks, sw, pi, flow->in_port.ofp_port);
+    } else {
+        refuse(ks, sw, "no key for this pair yet", flow);
+        install_refusal(sw, TABLE_RECV, flow->dl_src, flow->dl_dst);
     }
 }
 
@@ -1084,7 +1099,12 @@ switch_process_msg(struct keyserver *ks, struct pk_switch *sw,
     } else if (type == OFPTYPE_ERROR) {
         /* The printer never shows key bytes. */
         char *s = ofp_to_string(oh, ntohs(oh->length), NULL, NULL, 1);
-        VLOG_WARN_RL(&rl, "%s: switch reported: %s", sw->name, s);
+
+        if (ofperr_decode_msg(oh, NULL) == OFPERR_NXCSM_UNKNOWN_SA) {
+            VLOG_DBG_RL(&rl, "%s: switch reported: %s", sw->name, s);
+        } else {
+            VLOG_WARN_RL(&rl, "%s: switch reported: %s", sw->name, s);
+        }
         free(s);
     }
 }

@@ -183,26 +183,47 @@ format_time(long long int msec)
     return xastrftime_msec("%Y-%m-%dT%H:%M:%S.###Z", msec, true);
 }
 
+/* Parses 's', which must be exactly six two-digit hexadecimal octets
+ * separated by colons, into '*mac'. */
+static bool
+parse_mac(const char *s, struct eth_addr *mac)
+{
+    if (strlen(s) != 17) {
+        return false;
+    }
+    for (int i = 0; i < 6; i++) {
+        int hi = hexit_value(s[3 * i]);
+        int lo = hexit_value(s[3 * i + 1]);
+
+        if (hi < 0 || lo < 0 || (i < 5 && s[3 * i + 2] != ':')) {
+            return false;
+        }
+        mac->ea[i] = (hi << 4) | lo;
+    }
+    return true;
+}
+
 static void
 cmd_add_client(struct unixctl_conn *conn, int argc OVS_UNUSED,
                const char *argv[], void *server_)
 {
     struct server *server = server_;
-    const char *id = argv[1];
-    const char *mac_s = argv[2];
+    char *id = store_quote_input(argv[1]);
+    char *mac_s = store_quote_input(argv[2]);
     struct eth_addr mac;
     char *error = NULL;
 
-    if (!store_id_is_valid(id)) {
+    if (!store_id_is_valid(argv[1])) {
         error = xasprintf("Unable to add client '%s': the id must be 1 to %d "
                           "letters, digits, '.', '_' or '-'", id,
                           STORE_ID_MAX_LEN);
-    } else if (!eth_addr_from_string(mac_s, &mac)
+    } else if (!parse_mac(argv[2], &mac)
                || eth_addr_is_multicast(mac) || eth_addr_is_zero(mac)) {
         error = xasprintf("Unable to add client '%s': MAC '%s' is not a "
-                          "valid unicast address", id, mac_s);
+                          "unicast address like 02:00:00:00:00:01", id,
+                          mac_s);
     } else {
-        char *store_error = store_add_client(server->store, id, mac);
+        char *store_error = store_add_client(server->store, argv[1], mac);
 
         if (store_error) {
             error = xasprintf("Unable to add client '%s': %s", id,
@@ -210,16 +231,19 @@ cmd_add_client(struct unixctl_conn *conn, int argc OVS_UNUSED,
             free(store_error);
         }
     }
+    free(mac_s);
 
     if (error) {
+        free(id);
         unixctl_command_reply_error(conn, error);
         free(error);
         return;
     }
     VLOG_INFO("enrolled client %s with MAC "ETH_ADDR_FMT, id,
               ETH_ADDR_ARGS(mac));
-    keyserver_client_added(server->ks, id);
+    keyserver_client_added(server->ks, argv[1]);
     unixctl_command_reply(conn, NULL);
+    free(id);
 }
 
 static void
@@ -227,32 +251,35 @@ cmd_del_client(struct unixctl_conn *conn, int argc OVS_UNUSED,
                const char *argv[], void *server_)
 {
     struct server *server = server_;
-    const char *id = argv[1];
+    char *id = store_quote_input(argv[1]);
     struct store_client client;
     int64_t *pairs = NULL;
     size_t n_pairs = 0;
     char *error;
 
-    if (!store_find_client_by_id(server->store, id, &client)) {
+    if (!store_find_client_by_id(server->store, argv[1], &client)) {
         error = xasprintf("Unable to delete client '%s': unknown client",
                           id);
         unixctl_command_reply_error(conn, error);
         free(error);
+        free(id);
         return;
     }
-    error = store_del_client(server->store, id, &pairs, &n_pairs);
+    error = store_del_client(server->store, argv[1], &pairs, &n_pairs);
     if (error) {
         char *msg = xasprintf("Unable to delete client '%s': %s", id, error);
 
         unixctl_command_reply_error(conn, msg);
         free(msg);
         free(error);
+        free(id);
         return;
     }
     VLOG_INFO("revoked client %s and its %"PRIuSIZE" pair keys", id,
               n_pairs);
     keyserver_client_removed(server->ks, client.mac, pairs, n_pairs);
     free(pairs);
+    free(id);
     unixctl_command_reply(conn, NULL);
 }
 

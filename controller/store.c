@@ -160,13 +160,13 @@ set_op(struct store *store, const char *format, ...)
 
 /* Returns a copy of user input 's' that is safe to print on one line:
  * truncated, with non-printable bytes written as \xNN. */
-static char *
-quote_input(const char *s)
+char *
+store_quote_input(const char *s)
 {
     struct ds q = DS_EMPTY_INITIALIZER;
     size_t i;
 
-    for (i = 0; s[i] && i < STORE_ID_MAX_LEN; i++) {
+    for (i = 0; s[i] && i < 4 * STORE_ID_MAX_LEN; i++) {
         unsigned char c = s[i];
 
         if (c < 0x20 || c >= 0x7f || c == '\\' || c == '\'') {
@@ -204,7 +204,7 @@ check_id(const char *id)
     if (!id) {
         return xstrdup("missing client ID");
     } else if (!store_id_is_valid(id)) {
-        char *q = quote_input(id);
+        char *q = store_quote_input(id);
         char *error = xasprintf("client ID '%s' is not valid: use 1 to %d "
                                 "letters, digits, '.', '_' or '-'",
                                 q, STORE_ID_MAX_LEN);
@@ -1559,4 +1559,32 @@ void
 store_key_wipe(void *key, size_t n)
 {
     sodium_memzero(key, n);
+}
+
+bool
+store_find_pair_key_by_ids(struct store *store, const char *id1,
+                           const char *id2, struct store_pair_key *pk)
+{
+    const char *id_a, *id_b;
+    bool found = false;
+    char *error;
+
+    memset(pk, 0, sizeof *pk);
+    if (!store_id_is_valid(id1) || !store_id_is_valid(id2)
+        || !strcmp(id1, id2)) {
+        return false;
+    }
+    id_a = strcmp(id1, id2) < 0 ? id1 : id2;
+    id_b = id_a == id1 ? id2 : id1;
+    set_op(store, "cannot find key for clients '%s' and '%s'", id_a, id_b);
+    error = find_pair_by_ids(store, id_a, id_b, pk, &found);
+    if (error) {
+        VLOG_WARN("%s", error);
+        free(error);
+        found = false;
+    }
+    if (!found) {
+        store_key_wipe(pk, sizeof *pk);
+    }
+    return found;
 }

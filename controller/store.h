@@ -82,6 +82,10 @@ void store_batch_abort(struct store *);
 /* Validation of user input: 1 to STORE_ID_MAX_LEN of [A-Za-z0-9._-]. */
 bool store_id_is_valid(const char *id);
 
+/* Returns a malloc()'d copy of user input 's' that is safe to print on one
+ * line: truncated, with non-printable bytes written as \xNN. */
+char *store_quote_input(const char *s);
+
 /* Clients (ID-MAC). */
 struct store_client {
     char id[STORE_ID_MAX_LEN + 1];
@@ -143,6 +147,10 @@ char *store_rotate_pair_key(struct store *, int64_t pair_id,
 
 bool store_find_pair_key(struct store *, int64_t pair_id,
                          struct store_pair_key *);
+
+/* Finds the key of pair ('id1', 'id2') without creating it. */
+bool store_find_pair_key_by_ids(struct store *, const char *id1,
+                                const char *id2, struct store_pair_key *);
 
 /* Stores every pair key, ordered by pair id, in '*keys' (malloc()'d); wipe
  * each and free the array when done.  If 'client_id' is nonnull, only the
