@@ -3,6 +3,7 @@
   net           the TWO_HOSTS topology, built fresh for one test
   make_net      factory: make_net(topo) for other topologies
   needs_pairkey skips the test unless the OVS binaries have pairkey
+  needs_pairkeyd  ...and unless pairkeyd and pairkeyctl are built
 
 Environment: PAIRKEY_BIN (directory of the OVS programs, default
 <repo>/build/bin), PAIRKEY_SCHEMA (default
@@ -38,7 +39,10 @@ PROGRAMS = ("ovs-vswitchd", "ovsdb-server", "ovsdb-tool", "ovs-vsctl",
             "ovs-ofctl", "ovs-appctl")
 TOOLS = ("ip", "ethtool", "tcpdump", "sysctl")
 
-# vswitchd WARN/ERR lines that every test tolerates (regexes).
+KEYSERVER_PROGRAMS = ("pairkeyd", "pairkeyctl")
+
+# ovs-vswitchd and pairkeyd WARN/ERR lines that every test tolerates
+# (regexes).
 BASE_LOG_ALLOW = ()
 
 
@@ -113,6 +117,13 @@ def needs_pairkey(pairkey_missing):
         pytest.skip(pairkey_missing)
 
 
+@pytest.fixture
+def needs_pairkeyd(needs_pairkey):
+    for prog in KEYSERVER_PROGRAMS:
+        if not os.access(os.path.join(BINDIR, prog), os.X_OK):
+            pytest.skip("%s not found in PAIRKEY_BIN=%s" % (prog, BINDIR))
+
+
 def _allowed(request):
     patterns = list(BASE_LOG_ALLOW)
     for mark in request.node.iter_markers("allow_log"):
@@ -124,7 +135,7 @@ def _allowed(request):
 def make_net(request, environment):
     """make_net(topo) builds a topology; everything is torn down after the
     test, forensics are saved if it failed, and unexpected WARN/ERR lines in
-    the vswitchd log fail it."""
+    the logs of ovs-vswitchd and pairkeyd fail it."""
     nets = []
 
     def make(topo=TWO_HOSTS):
@@ -155,7 +166,7 @@ def make_net(request, environment):
         finally:
             net.stop()
     if unexpected:
-        pytest.fail("unexpected WARN/ERR lines in ovs-vswitchd.log:\n"
+        pytest.fail("unexpected WARN/ERR lines in daemon logs:\n"
                     + "\n".join(unexpected), pytrace=False)
 
 

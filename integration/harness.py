@@ -15,6 +15,7 @@ import signal
 import socket
 import struct
 import subprocess
+import threading
 import time
 
 CLONE_NEWNET = 0x40000000
@@ -34,11 +35,11 @@ class CommandError(Exception):
             " ".join(argv), proc.returncode, proc.stderr.strip()))
 
 
-def run(argv, check=True, env=None, timeout=30, input=None):
+def run(argv, check=True, env=None, timeout=30, input=None, cwd=None):
     """Runs argv (a list) and returns the CompletedProcess (text mode)."""
     argv = [str(a) for a in argv]
     proc = subprocess.run(argv, capture_output=True, text=True, env=env,
-                          timeout=timeout, input=input)
+                          timeout=timeout, input=input, cwd=cwd)
     if check and proc.returncode != 0:
         raise CommandError(argv, proc)
     return proc
@@ -200,6 +201,91 @@ def icmp_echo(ns, dst, count=1, size=56, dont_fragment=False, timeout=1.0):
                     answered += 1
                     break
     return answered
+
+
+class Pinger:
+    """ping -i: a thread sending ICMP echo requests from namespace ns to
+    IPv4 address dst every 'interval' seconds, from start() until stop(),
+    recording when each was sent and when its reply came
+    (time.monotonic()).  Use it as a context manager."""
+
+    def __init__(self, ns, dst, interval=0.05, size=56):
+        self.dst = dst
+        self.interval = interval
+        self.sent = {}                  # seq -> time sent
+        self.replies = {}               # seq -> time answered
+        self._ident = int.from_bytes(os.urandom(2), "big")
+        self._payload = (b"pairkey-pinger " * (size // 15 + 1))[:size]
+        self._sock = ns_socket(ns, socket.AF_INET, socket.SOCK_RAW,
+                               socket.IPPROTO_ICMP)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self):
+        """Stops sending; waits up to a second for outstanding replies."""
+        if not self._stop.is_set():
+            self._stop.set()
+            self._thread.join()
+            self._sock.close()
+
+    def _send(self, seq):
+        head = struct.pack("!BBHHH", 8, 0, 0, self._ident, seq & 0xFFFF)
+        csum = _inet_checksum(head + self._payload)
+        self.sent[seq] = time.monotonic()
+        try:
+            self._sock.sendto(struct.pack("!BBHHH", 8, 0, csum, self._ident,
+                                          seq & 0xFFFF) + self._payload,
+                              (self.dst, 0))
+        except OSError:                 # e.g. no neighbour yet: a loss
+            pass
+
+    def _receive(self):
+        data = self._sock.recv(65535)
+        now = time.monotonic()
+        ihl = (data[0] & 0x0F) * 4
+        kind, _, _, rid, rseq = struct.unpack_from("!BBHHH", data, ihl)
+        if kind == 0 and rid == self._ident and rseq in self.sent:
+            self.replies.setdefault(rseq, now)
+
+    def _run(self):
+        seq, next_send, end = 0, time.monotonic(), None
+        while True:
+            now = time.monotonic()
+            if end is None and self._stop.is_set():
+                end = now + 1.0
+            if end is not None and (now >= end
+                                    or len(self.replies) == len(self.sent)):
+                return
+            if end is None and now >= next_send:
+                seq += 1
+                self._send(seq)
+                next_send += self.interval
+            wake = end if end is not None else next_send
+            if select.select([self._sock], [], [],
+                             max(0, wake - time.monotonic()))[0]:
+                self._receive()
+
+    def lost(self, since=None, until=None):
+        """Sequence numbers of requests sent in [since, until] (default:
+        all) that were never answered."""
+        return sorted(s for s, t in self.sent.items()
+                      if (since is None or t >= since)
+                      and (until is None or t <= until)
+                      and s not in self.replies)
+
+    def last_reply(self):
+        """Time of the latest reply, or None."""
+        return max(self.replies.values(), default=None)
 
 
 # ------------------------------------------------------------------ daemons

@@ -102,9 +102,19 @@ class Topo:
     host_queues: int = 1
     # Open_vSwitch other_config:pmd-cpu-mask, e.g. "0x3" (None: OVS default).
     pmd_cpu_mask: str = None
+    # OpenFlow versions every bridge allows, e.g. "OpenFlow13" (None: OVS
+    # default); ovs-ofctl then speaks the same.
+    protocols: str = None
 
     def host(self, name):
         return next(h for h in self.hosts if h.name == name)
+
+    def host_ofport(self, name):
+        """OpenFlow port number of a host's OVS port: 1, 2, ... in the
+        order the hosts of one bridge are listed."""
+        h = self.host(name)
+        same = [x.name for x in self.hosts if x.bridge == h.bridge]
+        return HOST_PORT_OFPORT + same.index(name)
 
     def bridge(self, name):
         return next(b for b in self.bridges if b.name == name)
@@ -131,6 +141,29 @@ TWO_HOSTS_VLAN = Topo(
     bridges=(Bridge("br1"), Bridge("br2")))
 
 
+# The key server's topology: five clients, three on bridges of their own
+# and two sharing br4, all in one ovs-vswitchd; each client's id is its host
+# name.  The bridges speak OpenFlow 1.3 to pairkeyd.
+#
+#   ns <p>h1 --- h1(1) [br1] br1-up(100) ---+
+#   ns <p>h2 --- h2(1) [br2] br2-up(100) ---+   ns <p>wire
+#   ns <p>h3 --- h3(1) [br3] br3-up(100) ---+-- [wire] Linux br, hub mode
+#   ns <p>h4 --- h4(1) [br4] br4-up(100) ---+     -> tcpdump
+#   ns <p>h5 --- h5(2) [br4]
+#                 ^ ns <p>ovs: ovsdb-server, ovs-vswitchd,
+#                   all bridges controlled by pairkeyd
+#
+# h4 and h5 share br4: frames between them never reach the wire.
+KEYSERVER = Topo(
+    hosts=(Host("h1", "br1", "02:00:00:00:01:01", "10.0.0.1/24"),
+           Host("h2", "br2", "02:00:00:00:02:02", "10.0.0.2/24"),
+           Host("h3", "br3", "02:00:00:00:03:03", "10.0.0.3/24"),
+           Host("h4", "br4", "02:00:00:00:04:04", "10.0.0.4/24"),
+           Host("h5", "br4", "02:00:00:00:05:05", "10.0.0.5/24")),
+    bridges=(Bridge("br1"), Bridge("br2"), Bridge("br3"), Bridge("br4")),
+    protocols="OpenFlow13")
+
+
 class FeatureMissing(Exception):
     """The kernel or OVS lacks something a topology needs (tests skip)."""
 
@@ -152,6 +185,140 @@ class Ovs:
         return os.path.join(self.rundir, name)
 
 
+class Pairkeyd:
+    """pairkeyd, the key server, for the bridges of a Net (see
+    Net.start_pairkeyd).
+
+    It runs in the foreground as a harness.Daemon, so it is stopped and
+    killed by its own PID.  Its store (<rundir>/pairkey.db) and log
+    (<rundir>/pairkeyd.log, appended to by every run) outlive restarts.  It
+    reads port marks from the Net's OVSDB and listens on 'listen'
+    (default: punix:<rundir>/pairkeyd.sock).  With 'ns' it runs inside that
+    namespace, which TCP and SSL listeners need for ovs-vswitchd to reach
+    them; 'ssl' is (private key, certificate, CA certificate)."""
+
+    def __init__(self, net, miss_policy="hold", listen=None, ns=None,
+                 ssl=None):
+        self.net = net
+        self.miss_policy = miss_policy
+        self.listen = listen or "punix:" + net.ovs.path("pairkeyd.sock")
+        self.ns = ns
+        self.ssl = ssl
+        self.db = net.ovs.path("pairkey.db")
+        self.log_path = net.ovs.path("pairkeyd.log")
+        self.daemon = None
+        self.runs = 0
+
+    @property
+    def target(self):
+        """The control socket of the running pairkeyd (by its PID)."""
+        return self.net.ovs.path("pairkeyd.%d.ctl" % self.daemon.pid)
+
+    def alive(self):
+        return self.daemon is not None and self.daemon.alive()
+
+    def start(self, miss_policy=None):
+        """Starts pairkeyd (again, on the same store) and waits until it
+        answers on its control socket."""
+        assert not self.alive(), "pairkeyd is already running"
+        if miss_policy:
+            self.miss_policy = miss_policy
+        o = self.net.ovs
+        argv = [os.path.join(o.bindir, "pairkeyd"), "--db=" + self.db,
+                "--ovsdb=unix:" + o.path("db.sock"),
+                "--miss-policy=" + self.miss_policy, "--no-chdir",
+                "--pidfile=" + o.path("pairkeyd.pid"),
+                "--log-file=" + self.log_path, "-vconsole:off"]
+        if self.ssl:
+            key, cert, cacert = self.ssl
+            argv += ["--private-key=" + key, "--certificate=" + cert,
+                     "--ca-cert=" + cacert]
+        argv.append(self.listen)
+        if self.ns:
+            argv = ["ip", "netns", "exec", self.ns] + argv
+        self.runs += 1
+        self.daemon = harness.Daemon(
+            "pairkeyd", argv, o.env,
+            o.path("pairkeyd-%d.stderr" % self.runs))
+
+        def ready():
+            if not self.daemon.alive():
+                with open(self.daemon.log_path, errors="replace") as f:
+                    raise RuntimeError("pairkeyd exited: " + f.read())
+            return (os.path.exists(self.target)
+                    and self.ctl("show", check=False).returncode == 0)
+        wait_until(ready, 10, "pairkeyd to answer")
+        return self
+
+    def stop(self):
+        """Orderly exit ('exit' on the control socket), then by PID."""
+        if not self.alive():
+            return
+        try:
+            self.net._tool("ovs-appctl", "-t", self.target, "exit",
+                           check=False)
+            wait_until(lambda: not self.daemon.alive(), 10,
+                       "pairkeyd to exit")
+        finally:                        # by PID, whatever happened above
+            self.daemon.stop()
+
+    def kill(self):
+        """kill -9, by PID."""
+        self.daemon.stop(signal.SIGKILL)
+
+    def ctl(self, *args, check=True, target=None, rundir=None):
+        """Runs pairkeyctl -t TARGET (default: this pairkeyd's control
+        socket).  With 'rundir', runs it without -t and with OVS_RUNDIR set
+        to 'rundir' instead, so that it finds the daemon by its pidfile."""
+        prog = os.path.join(self.net.ovs.bindir, "pairkeyctl")
+        if rundir is None:
+            return run([prog, "-t", target or self.target] + list(args),
+                       check=check, env=self.net.ovs.env)
+        return run([prog] + list(args), check=check,
+                   env=dict(self.net.ovs.env, OVS_RUNDIR=rundir))
+
+    def dump(self):
+        """Parsed 'pairkeyctl dump': {'clients': {id: mac}, 'pairs':
+        {frozenset((a, b)): (pair id, version)}, 'group': version}."""
+        out = {"clients": {}, "pairs": {}, "group": None}
+        for line in self.ctl("dump").stdout.splitlines():
+            f = line.split("\t")
+            if f[0] == "client":
+                out["clients"][f[1]] = f[2]
+            elif f[0] == "pair":
+                out["pairs"][frozenset(f[2:4])] = (int(f[1]), int(f[4]))
+            elif f[0] == "group":
+                out["group"] = int(f[1])
+        return out
+
+    def pair_id(self, a, b):
+        return self.dump()["pairs"][frozenset((a, b))][0]
+
+    def switches(self):
+        """{switch name: status line} from 'pairkeyctl show'."""
+        out, inside = {}, False
+        for line in self.ctl("show").stdout.splitlines():
+            if line == "switches:":
+                inside = True
+            elif inside and line.startswith("  ") and ": " in line:
+                name, status = line.strip().split(": ", 1)
+                out[name] = status
+        return out
+
+    def connected(self):
+        """Names of the bridges connected and identified (by datapath
+        id)."""
+        return {name for name, status in self.switches().items()
+                if status.startswith("connected, dpid")}
+
+    def log_lines(self, levels=("WARN", "ERR", "EMER")):
+        if not os.path.exists(self.log_path):
+            return []
+        with open(self.log_path, errors="replace") as f:
+            return [line.rstrip("\n") for line in f
+                    if any("|%s|" % lvl in line for lvl in levels)]
+
+
 class Net:
     """A running topology.  start() builds it, stop() tears down everything
     it created, in reverse order; each resource registers its cleanup
@@ -170,6 +337,7 @@ class Net:
         self._cleanup.callback(shutil.rmtree, rundir, True)
         self.vswitchd = None
         self.ovsdb = None
+        self.pairkeyd = None
         self._captures = 0
         self._keys = 0
 
@@ -184,9 +352,10 @@ class Net:
                 + [self.ns(h.name) for h in self.topo.hosts])
 
     # ------------------------------------------------------------ tools
-    def _tool(self, name, *args, check=True, timeout=30):
+    def _tool(self, name, *args, check=True, timeout=30, cwd=None):
         argv = [os.path.join(self.ovs.bindir, name)] + list(args)
-        return run(argv, check=check, env=self.ovs.env, timeout=timeout)
+        return run(argv, check=check, env=self.ovs.env, timeout=timeout,
+                   cwd=cwd)
 
     def vsctl(self, *args, check=True):
         return self._tool("ovs-vsctl", "--timeout=20",
@@ -194,7 +363,8 @@ class Net:
                           check=check)
 
     def ofctl(self, *args, check=True):
-        return self._tool("ovs-ofctl", *args, check=check)
+        proto = ["-O", self.topo.protocols] if self.topo.protocols else []
+        return self._tool("ovs-ofctl", *proto, *args, check=check)
 
     def appctl(self, *args, check=True, target="ovs-vswitchd"):
         return self._tool("ovs-appctl", "-t",
@@ -307,9 +477,11 @@ class Net:
              "--log-file=" + o.path("ovsdb-server.log"), "-vconsole:off"],
             o.env, o.path("ovsdb-server.stderr"))
         self._cleanup.callback(self._stop_daemon, "ovsdb-server", False)
-        wait_until(lambda: self._daemon_up(self.ovsdb, "db.sock"), 10,
+        # The socket exists a moment before ovsdb-server listens on it.
+        wait_until(lambda: self._daemon_up(self.ovsdb, "db.sock")
+                   and self.vsctl("--no-wait", "init",
+                                  check=False).returncode == 0, 10,
                    "ovsdb-server")
-        self.vsctl("--no-wait", "init")
         if self.topo.pmd_cpu_mask:
             self.vsctl("--no-wait", "set", "Open_vSwitch", ".",
                        "other_config:pmd-cpu-mask=" + self.topo.pmd_cpu_mask)
@@ -341,10 +513,10 @@ class Net:
         if daemon is None or not daemon.alive():
             return
         args = ["exit", "--cleanup"] if cleanup else ["exit"]
-        self.appctl(*args, check=False, target=target)
         try:
+            self.appctl(*args, check=False, target=target)
             wait_until(lambda: not daemon.alive(), 10, "%s to exit" % target)
-        finally:
+        finally:                        # by PID, whatever happened above
             daemon.stop()
 
     def restart_vswitchd(self, crash=False):
@@ -363,9 +535,11 @@ class Net:
         self._wait_ports()
 
     def _add_bridge(self, br):
+        proto = (["protocols=" + self.topo.protocols]
+                 if self.topo.protocols else [])
         self.vsctl("add-br", br.name, "--", "set", "Bridge", br.name,
                    "datapath_type=netdev", "fail_mode=secure",
-                   "other-config:disable-in-band=true")
+                   "other-config:disable-in-band=true", *proto)
 
     def _add_wire(self, wire):
         ns = self.ns("wire")
@@ -424,7 +598,7 @@ class Net:
         run(["ip", "netns", "exec", hns, "ethtool", "-K", "eth0", "tx",
              "off"])
         run(["ip", "-n", ons, "link", "set", h.name, "up"])
-        self._add_port(h.bridge, h.name, HOST_PORT_OFPORT,
+        self._add_port(h.bridge, h.name, self.topo.host_ofport(h.name),
                        queues=self.topo.host_queues)
         if h.vlan:
             proc = run(["ip", "-n", hns, "link", "add", "link", "eth0",
@@ -451,6 +625,99 @@ class Net:
             return all(p.isdigit() and int(p) > 0 for p in ofports)
         wait_until(ready, 10, "OVS ports to get OpenFlow port numbers")
 
+    # ---------------------------------------------------- key server
+    def start_pairkeyd(self, miss_policy="hold", listen=None, ns=None,
+                       ssl=None):
+        """Starts pairkeyd (a Pairkeyd, also self.pairkeyd) for this Net;
+        it is stopped at teardown."""
+        self.pairkeyd = Pairkeyd(self, miss_policy, listen, ns, ssl)
+        self._cleanup.callback(self._stop_pairkeyd, self.pairkeyd)
+        return self.pairkeyd.start()
+
+    @staticmethod
+    def _stop_pairkeyd(pk):
+        if pk.daemon is not None:
+            try:
+                pk.stop()
+            finally:
+                pk.daemon.stop()            # closes its log file
+
+    def mark_ports(self):
+        """Marks each host's port pairkey-role=client with the host name
+        as pairkey-id, and each uplink pairkey-role=uplink."""
+        for h in self.topo.hosts:
+            self.vsctl("set", "Interface", h.name,
+                       "external_ids:pairkey-role=client",
+                       "external_ids:pairkey-id=" + h.name)
+        for br in self.topo.bridges:
+            if br.wire:
+                self.vsctl("set", "Interface", br.uplink,
+                           "external_ids:pairkey-role=uplink")
+
+    def set_controller(self, target, bridges=None):
+        """Points every bridge (or those named) at controller 'target',
+        retrying a lost connection every second at most."""
+        for br in bridges or [b.name for b in self.topo.bridges]:
+            self.vsctl("set-controller", br, target, "--", "set",
+                       "Controller", br, "max_backoff=1000")
+
+    def make_pki(self, name):
+        """A new certificate authority pair (ovs-pki init: 'controllerca'
+        and 'switchca') in <rundir>/<name>; returns that directory."""
+        pki = self.ovs.path(name)
+        os.makedirs(pki)
+        self._tool("ovs-pki", "--dir=" + os.path.join(pki, "ca"),
+                   "--log=" + os.path.join(pki, "ovs-pki.log"), "init",
+                   cwd=pki)
+        return pki
+
+    def make_cert(self, pki, name, kind):
+        """A private key and a certificate signed by the 'kind'
+        ('controller' or 'switch') CA of PKI 'pki' (from make_pki):
+        returns (private key, certificate, CA certificate) paths, the CA
+        certificate being the one that verifies the other side."""
+        self._tool("ovs-pki", "--dir=" + os.path.join(pki, "ca"),
+                   "--log=" + os.path.join(pki, "ovs-pki.log"), "--batch",
+                   "--unique", "req+sign", name, kind, cwd=pki)
+        other = "switchca" if kind == "controller" else "controllerca"
+        return (os.path.join(pki, name + "-privkey.pem"),
+                os.path.join(pki, name + "-cert.pem"),
+                os.path.join(pki, "ca", other, "cacert.pem"))
+
+    def enroll(self, *hosts):
+        """pairkeyctl add-client for each host (default: all), with the
+        host name as client id."""
+        for name in hosts or [h.name for h in self.topo.hosts]:
+            self.pairkeyd.ctl("add-client", name, self.topo.host(name).mac)
+
+    def start_keyserver(self, miss_policy="hold", enroll=True):
+        """pairkeyd on a unix socket, ports marked, every bridge its
+        controller, every host enrolled (if 'enroll'); waits until every
+        bridge is connected and holds the group key (SA 0)."""
+        pk = self.start_pairkeyd(miss_policy)
+        self.mark_ports()
+        self.set_controller(pk.listen[1:])          # punix:X -> unix:X
+        if enroll:
+            self.enroll()
+        self.wait_keyserver()
+        return pk
+
+    def wait_keyserver(self, timeout=10):
+        """Waits until pairkeyd knows every bridge and, if any host is
+        enrolled, every bridge holds the group key (SA 0)."""
+        names = {b.name for b in self.topo.bridges}
+        wait_until(lambda: self.pairkeyd.connected() >= names, timeout,
+                   "every bridge to connect to pairkeyd")
+        if self.pairkeyd.dump()["clients"]:
+            wait_until(lambda: all(0 in sas for sas in self.sa_ids().values()),
+                       timeout, "every bridge to hold the group key")
+
+    def sa_ids(self):
+        """{bridge: set of SA ids it holds} from pairkey/show."""
+        st = pairkey.parse_show(self.appctl("pairkey/show").stdout)
+        return {b.name: set(st.get(b.name, {}).get("sa", {}))
+                for b in self.topo.bridges}
+
     # ---------------------------------------------------------- keys
     def key(self):
         """A new random key file in this Net's run directory."""
@@ -472,6 +739,13 @@ class Net:
         """Pings until one echo succeeds (the first may wait for ARP)."""
         return wait_until(lambda: self.ping(src, dst), timeout,
                           "ping %s -> %s" % (src, dst))
+
+    def pinger(self, src, dst, interval=0.05):
+        """A harness.Pinger from host src to host dst (not started); it is
+        stopped at teardown at the latest."""
+        p = harness.Pinger(self.ns(src), self.topo.host(dst).addr, interval)
+        self._cleanup.callback(p.stop)
+        return p
 
     def static_arp(self):
         """Permanent neighbor entries between all hosts: afterwards one
@@ -613,6 +887,11 @@ class Net:
         return sum(harness.link_stats(ns, p)["rx_packets"]
                    for p in self.wire_ports())
 
+    def wire_rx_from(self, bridge):
+        """Frames the wire has received from one bridge's uplink."""
+        return harness.link_stats(self.ns("wire"),
+                                  "to-%s" % bridge)["rx_packets"]
+
     @contextlib.contextmanager
     def capture(self, wire="wire", snaplen=4096):
         """Captures the wire while the with-body runs.  On leaving, waits
@@ -642,12 +921,19 @@ class Net:
 
     # ---------------------------------------------------- forensics
     def log_lines(self, levels=("WARN", "ERR", "EMER")):
+        """WARN/ERR lines of ovs-vswitchd and, if started, pairkeyd, each
+        prefixed with its log's name."""
         path = self.ovs.path("ovs-vswitchd.log")
-        if not os.path.exists(path):
-            return []
-        with open(path, errors="replace") as f:
-            return [line.rstrip("\n") for line in f
-                    if any("|%s|" % lvl in line for lvl in levels)]
+        lines = []
+        if os.path.exists(path):
+            with open(path, errors="replace") as f:
+                lines = ["ovs-vswitchd.log: " + line.rstrip("\n")
+                         for line in f
+                         if any("|%s|" % lvl in line for lvl in levels)]
+        if self.pairkeyd:
+            lines += ["pairkeyd.log: " + line
+                      for line in self.pairkeyd.log_lines(levels)]
+        return lines
 
     def save_forensics(self, dest):
         """Copies logs and pcaps and dumps OVS state into dest (never the
@@ -677,6 +963,10 @@ class Net:
             save("pairkey-show.txt", out(self.appctl, "pairkey/show"))
             save("coverage-show.txt", out(self.appctl, "coverage/show"))
             save("dpctl-dump-flows.txt", out(self.appctl, "dpctl/dump-flows"))
+        pk = self.pairkeyd
+        if pk is not None and pk.alive():
+            for cmd in ("show", "dump", "list-clients", "list-keys"):
+                save("pairkeyctl-%s.txt" % cmd, out(pk.ctl, cmd))
         for ns in self.namespaces:
             save("ip-%s.txt" % ns, lambda ns=ns: "".join(
                 run(["ip", "-n", ns, "-s", "-d"] + a, check=False).stdout

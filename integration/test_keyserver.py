@@ -1,0 +1,685 @@
+"""Key server scenarios: pairkeyd serves every bridge of topo.KEYSERVER,
+five clients in one ovs-vswitchd, all uplinks on one wire with an
+eavesdropper:
+
+    h1 --- [br1] --+
+    h2 --- [br2] --+-- wire (tcpdump)    pairkeyd: OpenFlow 1.3 on a unix
+    h3 --- [br3] --+                     socket (SSL in test_ssl), marks
+    h4 -+- [br4] --+                     from OVSDB, store pairkey.db
+    h5 -+
+
+Nothing is installed by hand: the ports are marked (client id = host
+name), the clients enrolled with pairkeyctl, and every key and flow comes
+from pairkeyd, on a key request (a table miss) or at connection.  ARP
+travels under the group key (SA 0), unicast under the pair key (SA id =
+pair id); h4 and h5 talk through br4 alone.
+
+Every test fails on WARN/ERR lines of ovs-vswitchd or pairkeyd that it does
+not expect (conftest.py; allow_log lists the provoked ones).
+"""
+
+import itertools
+import os
+import re
+import secrets
+import shutil
+import time
+
+import pytest
+
+import pairkey
+from harness import wait_until
+from pairkey import ETH_P_PAIRKEY, ethertype, mac_bytes, parse_frame
+from topo import KEYSERVER
+
+PORT = 5555
+MARKER = b"PAIRKEY-KS-MARKER-"
+BROADCAST = b"\xff" * 6
+CLIENTS = [h.name for h in KEYSERVER.hosts]
+PAIRS = list(itertools.combinations(CLIENTS, 2))
+
+# The key server refuses a request, as the test provokes: a frame to a
+# client that was just revoked.
+REFUSED_REVOKED = (r"pairkeyd\.log: .*\|keyserver\|WARN\|br\d: refused key "
+                   r"request from 02:00:00:00:01:01 to 02:00:00:00:02:02 on "
+                   r"port 1: destination is not enrolled$")
+# ovs-vswitchd loses pairkeyd to kill -9 and retries while it is down.
+CONTROLLER_DOWN = (
+    r"ovs-vswitchd\.log: .*\|rconn\|WARN\|br\d<->unix:\S+/pairkeyd\.sock: "
+    r"connection failed \(Connection refused\)$",
+    r"ovs-vswitchd\.log: .*\|rconn\|WARN\|br\d<->unix:\S+/pairkeyd\.sock: "
+    r"connection dropped \((Broken pipe|Connection reset by peer)\)$",
+)
+# pairkeyd refuses a switch whose certificate it cannot verify (and each
+# side then reports the broken connection).
+SSL_REFUSED = (
+    r"pairkeyd\.log: .*\|stream_ssl\|WARN\|SSL_accept: .*certificate "
+    r"verify failed$",
+    r"pairkeyd\.log: .*\|vconn_stream\|ERR\|send: Protocol error$",
+    r"pairkeyd\.log: .*\|rconn\|WARN\|ssl:127\.0\.0\.1:\d+: connection "
+    r"dropped \(Protocol error\)$",
+    r"ovs-vswitchd\.log: .*\|stream_ssl\|WARN\|SSL_(connect|read): .*tlsv1 "
+    r"alert unknown ca$",
+    r"ovs-vswitchd\.log: .*\|stream_ssl\|WARN\|SSL_write: system error "
+    r"\((Broken pipe|Connection reset by peer)\)$",
+    r"ovs-vswitchd\.log: .*\|rconn\|WARN\|br\d<->ssl:127\.0\.0\.1:\d+: "
+    r"connection (dropped|failed) \(.*\)$",
+)
+
+
+def marker():
+    """A unique plaintext that must never be seen on the wire."""
+    return MARKER + secrets.token_hex(8).encode()
+
+
+def mac(net, host):
+    return mac_bytes(net.topo.host(host).mac)
+
+
+def bridge_of(net, host):
+    return net.topo.host(host).bridge
+
+
+def remote(net, a, b):
+    return bridge_of(net, a) != bridge_of(net, b)
+
+
+def describe(frame):
+    return "%s > %s %04x (%d bytes)" % (frame[6:12].hex(":"),
+                                        frame[0:6].hex(":"),
+                                        ethertype(frame), len(frame))
+
+
+def assert_wire_sealed(net, frames, markers=(MARKER,)):
+    """Every frame on the wire is 0x88b5 from a client, to a client or
+    broadcast, and shows no marker."""
+    clients = {mac_bytes(h.mac) for h in net.topo.hosts}
+    for f in frames:
+        assert ethertype(f) == ETH_P_PAIRKEY, "clear frame on the wire: " \
+            + describe(f)
+        assert f[6:12] in clients, "unknown sender: " + describe(f)
+        assert f[0:6] in clients | {BROADCAST}, "unknown dest: " \
+            + describe(f)
+        for m in markers:
+            assert m not in f, "plaintext marker on the wire: " + describe(f)
+
+
+def between(frames, src, dst):
+    return [f for f in frames if f[6:12] == src and f[0:6] == dst]
+
+
+def versions(frames):
+    """{(source MAC, destination MAC): set of key versions} of the
+    encrypted frames."""
+    out = {}
+    for f in frames:
+        s = parse_frame(f)
+        out.setdefault((s.src, s.dst), set()).add(s.version)
+    return out
+
+
+def expected_sas(net, dump):
+    """{bridge: SA ids it should hold}: the group key, and the key of each
+    pair with a client on it (and only those)."""
+    sas = {b.name: {0} for b in net.topo.bridges}
+    for pair, (pair_id, _) in dump["pairs"].items():
+        for host in pair:
+            sas[bridge_of(net, host)].add(pair_id)
+    return sas
+
+
+def key_requests(pk):
+    """(key requests, refused) from 'pairkeyctl show'."""
+    m = re.search(r"^key requests: (\d+) \((\d+) refused\)$",
+                  pk.ctl("show").stdout, re.M)
+    return int(m.group(1)), int(m.group(2))
+
+
+def flow_packets(net, bridge, table, match):
+    """n_packets of the flow in 'table' of 'bridge' whose match is exactly
+    'match' (as dump-flows prints it, e.g. 'priority=90,in_port=1')."""
+    out = net.ofctl("dump-flows", bridge, "table=%d" % table).stdout
+    for line in out.splitlines():
+        fields = line.strip().split(" actions=")[0].split(", ")
+        if fields[-1] == match:
+            return int(re.search(r"n_packets=(\d+)", line).group(1))
+    raise AssertionError("no flow '%s' in table %d of %s:\n%s"
+                         % (match, table, bridge, out))
+
+
+def settle_tcp(net):
+    wait_until(lambda: all(net.tcp_idle(h.name) for h in net.topo.hosts),
+               10, "TCP connections to finish")
+
+
+@pytest.fixture
+def ks(needs_pairkeyd, make_net):
+    """KEYSERVER with pairkeyd (miss policy hold) controlling every bridge,
+    ports marked, all five clients enrolled, every bridge holding the group
+    key.  Returns (net, Pairkeyd)."""
+    net = make_net(KEYSERVER)
+    return net, net.start_keyserver()
+
+
+# ---------------------------------------------------------------- traffic
+
+def test_every_pair_talks_sealed(ks):
+    """1. Every pair pings and runs a short TCP transfer carrying a marker.
+    The wire holds only 0x88b5 frames of clients and never the marker;
+    each remote pair is on the wire in both directions, h4 and h5 never
+    are; each remote pair got one key, the local pair none; each bridge
+    holds exactly the group key and the keys of its own clients' pairs."""
+    net, pk = ks
+    m = marker()
+    with net.capture() as cap:
+        for a, b in PAIRS:
+            net.wait_ping(a, b)                  # ARP, then the pair key
+            assert net.ping(b, a, count=2)
+            data = m + (b" %s>%s " % (b.encode(), a.encode())) * 300
+            assert net.tcp_transfer(b, a, data) == data, (b, a)
+        settle_tcp(net)
+    assert_wire_sealed(net, cap.frames, (MARKER, m))
+    for a, b in PAIRS:
+        if remote(net, a, b):
+            assert between(cap.frames, mac(net, a), mac(net, b)), (a, b)
+            assert between(cap.frames, mac(net, b), mac(net, a)), (b, a)
+        else:
+            assert not between(cap.frames, mac(net, a), mac(net, b))
+            assert not between(cap.frames, mac(net, b), mac(net, a))
+
+    dump = pk.dump()
+    assert set(dump["pairs"]) == {frozenset(p) for p in PAIRS
+                                  if remote(net, *p)}
+    assert len({pid for pid, _ in dump["pairs"].values()}) == 9
+    assert net.sa_ids() == expected_sas(net, dump)
+
+    # Between h4 and h5 (neighbours known by now) br4 sends nothing at all
+    # to the wire, yet the data arrives.
+    before = net.wire_rx_from("br4")
+    data = m * 500
+    assert net.ping("h4", "h5", count=3)
+    assert net.tcp_transfer("h5", "h4", data) == data
+    settle_tcp(net)
+    assert net.wire_rx_from("br4") == before
+
+
+def test_silent_client_holds_only_group_key(ks):
+    """2. h3 talks to nobody while every other pair does: br3 holds the
+    group key alone (with which it did decrypt the others' ARP
+    broadcasts), no key of any pair."""
+    net, pk = ks
+    talkers = [p for p in PAIRS if "h3" not in p]
+    for a, b in talkers:
+        net.wait_ping(a, b)
+    sas = net.sa_ids()
+    assert sas["br3"] == {0}
+    st = pairkey.show(net)
+    assert pairkey.counter(st, "br3", 0, "decrypted", "packets") > 0
+    dump = pk.dump()
+    assert set(dump["pairs"]) == {frozenset(p) for p in talkers
+                                  if remote(net, *p)}
+    assert sas == expected_sas(net, dump)
+
+
+def test_spoofed_mac_gets_nothing_through(ks):
+    """3. h3 takes h1's MAC: its frames die in br3's table 0 (no key
+    request, nothing from br3 on the wire, nothing delivered), it receives
+    nothing of h1's, and h1's own traffic with h2 goes on undisturbed."""
+    net, pk = ks
+    net.static_arp()
+    net.wait_ping("h1", "h2")
+    victim = net.topo.host("h1")
+    net.host_run("h3", "ip", "link", "set", "eth0", "address", victim.mac,
+                 check=True)
+    net.static_arp()                    # a new MAC flushes the neighbours
+    h3_port = net.topo.host_ofport("h3")
+    port_drop = "priority=90,in_port=%d" % h3_port
+    drops = flow_packets(net, "br3", 0, port_drop)
+    passed = flow_packets(net, "br3", 0, "priority=100,in_port=%d,"
+                          "dl_src=%s" % (h3_port, net.topo.host("h3").mac))
+    requests = key_requests(pk)
+    from_br3 = net.wire_rx_from("br3")
+    rx = net.udp_socket("h2", PORT)
+    spy = net.sniffer("h3")
+    m = marker()
+    with net.capture() as cap, net.pinger("h1", "h2") as victim_ping:
+        for _ in range(5):
+            net.udp_send("h3", "h2", PORT, m)
+        assert not net.ping("h3", "h2")
+        assert not net.ping("h3", "h1")
+        wait_until(lambda: flow_packets(net, "br3", 0, port_drop)
+                   >= drops + 7, 10, "br3 table 0 to drop h3's 7 frames")
+        wait_until(lambda: len(victim_ping.replies) >= 10, 10,
+                   "h1's pings to h2")
+    assert victim_ping.sent and not victim_ping.lost()
+    assert net.udp_recv(rx) is None
+    assert net.wire_rx_from("br3") == from_br3
+    assert key_requests(pk) == requests
+    assert flow_packets(net, "br3", 0, "priority=100,in_port=%d,dl_src=%s"
+                        % (h3_port, net.topo.host("h3").mac)) == passed
+    assert_wire_sealed(net, cap.frames, (MARKER, m))
+    assert not [f for f in spy.received() if f[0:6] == mac(net, "h1")], \
+        "h3 got frames meant for h1"
+
+
+# ------------------------------------------------------- first packet
+
+def udp_drain(net, sock):
+    """Every datagram waiting on a non-blocking socket."""
+    out = []
+    while (data := net.udp_recv(sock)) is not None:
+        out.append(data)
+    return out
+
+
+def arrives_soon(predicate, timeout=0.3):
+    """True if predicate() becomes true within 'timeout' seconds."""
+    try:
+        return wait_until(predicate, timeout)
+    except TimeoutError:
+        return False
+
+
+@pytest.mark.parametrize("policy", ["hold", "drop"])
+def test_first_packet_of_a_new_pair(needs_pairkeyd, make_net, policy):
+    """4. With --miss-policy=hold, the packet that caused a key request is
+    delivered once the key is installed: the very first UDP datagram of
+    new pairs (h1 to h2 across the wire, h4 to h5 on br4) and the very
+    first echo request (h3 to h1) arrive.  With --miss-policy=drop (the
+    patent's behaviour) each is lost, and the following ones pass."""
+    net = make_net(KEYSERVER)
+    pk = net.start_keyserver(miss_policy=policy)
+    assert "miss policy: %s" % policy in pk.ctl("show").stdout
+    net.static_arp()                      # the first packet is the datagram
+    assert not pk.dump()["pairs"]
+    m = marker()
+    socks = {h: net.udp_socket(h, PORT) for h in ("h2", "h5")}
+    got = {h: [] for h in socks}
+
+    def arrived(dst, payload):
+        got[dst] += udp_drain(net, socks[dst])
+        return payload in got[dst]
+
+    for src, dst in (("h1", "h2"), ("h4", "h5")):
+        first = m + b" first %s>%s" % (src.encode(), dst.encode())
+        net.udp_send(src, dst, PORT, first)
+        if policy == "hold":
+            wait_until(lambda: arrived(dst, first), 10,
+                       "first datagram %s -> %s" % (src, dst))
+            continue
+        later = itertools.count(1)
+
+        def next_passes():
+            payload = m + b" later %d" % next(later)
+            net.udp_send(src, dst, PORT, payload)
+            return arrives_soon(lambda: arrived(dst, payload))
+        wait_until(next_passes, 10, "later datagrams %s -> %s" % (src, dst))
+        assert net.ping(src, dst)         # a round trip after the first
+        assert not arrived(dst, first), \
+            "drop: the first datagram %s -> %s was delivered" % (src, dst)
+    first_echo = net.ping("h3", "h1")
+    if policy == "hold":
+        assert first_echo, "hold: the first echo request h3 -> h1 was lost"
+    else:
+        assert not first_echo, "drop: the first echo request was answered"
+        net.wait_ping("h3", "h1")
+    assert net.ping("h3", "h1", count=3)
+    assert set(pk.dump()["pairs"]) == {frozenset(("h1", "h2")),
+                                       frozenset(("h1", "h3"))}
+
+
+# ------------------------------------------------------------ restarts
+
+@pytest.mark.allow_log(*CONTROLLER_DOWN)
+def test_keyserver_kill9(ks):
+    """5. kill -9 pairkeyd while h1 pings h2 every 50 ms: no echo is lost;
+    a new pair (h1, h3) gets nothing through while it is down, not even in
+    the clear.  Restarted on the same store, pairkeyd lists every client,
+    old pairs keep their pair ids, and the new pair works."""
+    net, pk = ks
+    net.static_arp()
+    net.wait_ping("h1", "h2")
+    net.wait_ping("h4", "h1")
+    before = pk.dump()
+    assert set(before["pairs"]) == {frozenset(("h1", "h2")),
+                                    frozenset(("h1", "h4"))}
+    m = marker()
+    rx = net.udp_socket("h3", PORT)
+    with net.capture() as cap, net.pinger("h1", "h2") as old_pair:
+        wait_until(lambda: len(old_pair.replies) >= 5, 10, "pings h1 -> h2")
+        pk.kill()
+        assert not pk.alive()
+        down = len(old_pair.sent)
+        assert not net.ping("h1", "h3")
+        net.udp_send("h1", "h3", PORT, m)
+        assert not net.ping("h3", "h1")
+        assert net.ping("h4", "h1"), "an old pair stopped while pairkeyd " \
+            "is down"
+        assert net.udp_recv(rx) is None
+        wait_until(lambda: len(old_pair.replies) >= down + 10, 10,
+                   "pings h1 -> h2 while pairkeyd is down")
+        pk.start()
+        net.wait_keyserver()
+        net.wait_ping("h1", "h3")
+    assert old_pair.sent and not old_pair.lost(), \
+        "lost echo requests: %s" % old_pair.lost()
+    assert_wire_sealed(net, cap.frames, (MARKER, m))
+
+    after = pk.dump()
+    assert after["clients"] == before["clients"]
+    listed = pk.ctl("list-clients").stdout
+    for h in net.topo.hosts:
+        assert re.search(r"^%s +%s " % (h.name, h.mac), listed, re.M), \
+            "%s missing from list-clients:\n%s" % (h.name, listed)
+    for pair, (pair_id, _) in before["pairs"].items():
+        assert pair in after["pairs"], "pair %s lost" % sorted(pair)
+        assert after["pairs"][pair][0] == pair_id, sorted(pair)
+    new_id = after["pairs"][frozenset(("h1", "h3"))][0]
+    assert new_id not in {pid for pid, _ in before["pairs"].values()}
+    assert net.ping("h1", "h2", count=2) and net.ping("h4", "h1")
+
+
+def test_vswitchd_restart_rolls_keys_forward(ks):
+    """6. ovs-vswitchd exits (--cleanup) and starts again on the same
+    OVSDB: every SA is gone, pairkeyd reprograms the bridges, traffic
+    resumes, and every key version on the wire, pair keys and group key
+    alike, is above every version used before the restart."""
+    net, pk = ks
+    talk = (("h1", "h2"), ("h1", "h4"), ("h3", "h5"))
+    with net.capture() as old:
+        for a, b in talk:
+            net.wait_ping(a, b)
+    dump = pk.dump()
+    net.restart_vswitchd()
+    net.wait_keyserver()
+    for h in net.topo.hosts:                  # ARP again, under SA 0
+        net.host_run(h.name, "ip", "neigh", "flush", "dev", "eth0",
+                     check=True)
+    m = marker()
+    with net.capture() as new:
+        for a, b in talk:
+            net.wait_ping(a, b)
+            data = m * 300
+            assert net.tcp_transfer(b, a, data) == data
+        settle_tcp(net)
+    assert_wire_sealed(net, old.frames)
+    assert_wire_sealed(net, new.frames, (MARKER, m))
+    before, after = versions(old.frames), versions(new.frames)
+    assert set(before) <= set(after)
+    for (src, dst), used in before.items():
+        assert min(after[(src, dst)]) > max(used), \
+            "%s > %s: versions %s before, %s after the restart" % (
+                src.hex(":"), dst.hex(":"), sorted(used),
+                sorted(after[(src, dst)]))
+    assert any(dst == BROADCAST for _, dst in before)
+    rolled = pk.dump()
+    assert rolled["group"] > dump["group"]
+    for pair, (pair_id, version) in dump["pairs"].items():
+        assert rolled["pairs"][pair][0] == pair_id
+        assert rolled["pairs"][pair][1] > version
+
+
+# ---------------------------------------------------------- revocation
+
+@pytest.mark.allow_log(REFUSED_REVOKED)
+def test_del_client_cuts_off_within_a_second(ks):
+    """7. While h1 pings h2 and h3 every 50 ms, 'pairkeyctl del-client
+    h2': h2's last reply comes less than a second after the command, the
+    SAs of h2's pairs leave every bridge within that second, h1 and h3 go
+    on without a loss, and a new pair still gets its key."""
+    net, pk = ks
+    for a, b in (("h1", "h2"), ("h1", "h3"), ("h2", "h4"), ("h2", "h3")):
+        net.wait_ping(a, b)
+    dump = pk.dump()
+    revoked = {pid for pair, (pid, _) in dump["pairs"].items()
+               if "h2" in pair}
+    kept = {pid for pair, (pid, _) in dump["pairs"].items()
+            if "h2" not in pair}
+    assert len(revoked) == 3 and len(kept) == 1
+    with net.pinger("h1", "h2") as cut, net.pinger("h1", "h3") as other:
+        wait_until(lambda: len(cut.replies) >= 5, 10, "pings h1 -> h2")
+        start = time.monotonic()
+        pk.ctl("del-client", "h2")
+        wait_until(lambda: not any(revoked & sas
+                                   for sas in net.sa_ids().values()),
+                   1, "the SAs of h2's pairs to leave every bridge")
+        gone = time.monotonic() - start
+        wait_until(lambda: sum(1 for t in cut.sent.values()
+                               if t > start + 1) >= 10, 10,
+                   "10 pings h1 -> h2 a second after del-client")
+    last = cut.last_reply() - start
+    assert last < 1.0, "h2 still answered %.3f s after del-client" % last
+    assert cut.lost(since=start + 1.0) == sorted(
+        s for s, t in cut.sent.items() if t >= start + 1.0)
+    assert not other.lost(), "h1 -> h3 lost %s" % other.lost()
+    print("h2's last reply %.3f s, its SAs gone %.3f s after del-client"
+          % (last, gone))
+
+    sas = net.sa_ids()
+    for br, ids in sas.items():
+        assert not revoked & ids, br
+    assert kept <= sas["br1"] and kept <= sas["br3"]
+    assert "h2" not in pk.dump()["clients"]
+    assert not re.search(r"^h2 ", pk.ctl("list-clients").stdout, re.M)
+    assert not net.ping("h2", "h4")
+    net.wait_ping("h3", "h4")               # a new pair after the revocation
+
+
+# ---------------------------------------------------------- bad input
+
+def _bad_input_cases(net):
+    """(what, pairkeyctl arguments, text the error must name)."""
+    h1 = net.topo.host("h1")
+    return [
+        ("malformed MAC: five octets",
+         ["add-client", "newbie", "02:00:00:00:00"], "02:00:00:00:00"),
+        ("malformed MAC: not hex", ["add-client", "newbie",
+                                    "02:00:00:00:00:0g"], "02:00:00:00:00:0g"),
+        ("malformed MAC: seven octets", ["add-client", "newbie",
+                                         "02:00:00:00:00:01:02"],
+         "02:00:00:00:00:01:02"),
+        ("malformed MAC: dashes", ["add-client", "newbie",
+                                   "02-00-00-00-00-01"], "02-00-00-00-00-01"),
+        ("malformed MAC: trailing junk", ["add-client", "newbie",
+                                          "02:00:00:00:00:01x"],
+         "02:00:00:00:00:01x"),
+        ("malformed MAC: empty", ["add-client", "newbie", ""], "newbie"),
+        ("multicast MAC", ["add-client", "newbie", "01:00:5e:00:00:01"],
+         "01:00:5e:00:00:01"),
+        ("broadcast MAC", ["add-client", "newbie", "ff:ff:ff:ff:ff:ff"],
+         "ff:ff:ff:ff:ff:ff"),
+        ("zero MAC", ["add-client", "newbie", "00:00:00:00:00:00"],
+         "00:00:00:00:00:00"),
+        ("invalid id: space", ["add-client", "bad id", "02:00:00:00:00:99"],
+         "bad id"),
+        ("invalid id: slash", ["add-client", "a/b", "02:00:00:00:00:99"],
+         "a/b"),
+        ("invalid id: empty", ["add-client", "", "02:00:00:00:00:99"],
+         "''"),
+        ("invalid id: 65 characters", ["add-client", "a" * 65,
+                                       "02:00:00:00:00:99"], "a" * 65),
+        ("duplicate id", ["add-client", "h1", "02:00:00:00:00:99"], "h1"),
+        ("MAC enrolled to another id", ["add-client", "newbie", h1.mac],
+         h1.mac),
+        ("MAC enrolled to another id, upper case",
+         ["add-client", "newbie", h1.mac.upper()], "newbie"),
+        ("del-client: unknown id", ["del-client", "nosuch"], "nosuch"),
+        ("del-client: invalid id", ["del-client", "bad id"], "bad id"),
+        ("add-client: one argument", ["add-client", "newbie"], "add-client"),
+        ("add-client: three arguments", ["add-client", "newbie",
+                                         "02:00:00:00:00:99", "x"],
+         "add-client"),
+        ("del-client: no argument", ["del-client"], "del-client"),
+        ("del-client: two arguments", ["del-client", "h1", "h2"],
+         "del-client"),
+        ("list-clients: an argument", ["list-clients", "h1"], "list-clients"),
+        ("unknown command", ["enroll", "h1"], "enroll"),
+        ("no command", [], "command"),
+    ]
+
+
+def refusal_problems(proc, names):
+    """What is wrong with how pairkeyctl refused bad input: exit status 0,
+    output on stdout, not exactly one line on stderr, the input not
+    named."""
+    err = proc.stderr
+    problems = []
+    if proc.returncode == 0:
+        problems.append("exit status 0")
+    if proc.stdout:
+        problems.append("stdout: %r" % proc.stdout[:200])
+    if err.count("\n") != 1 or not err.endswith("\n"):
+        problems.append("stderr is not one line: %r" % err[:300])
+    elif names.lower() not in err.lower():
+        problems.append("error does not name %r: %r" % (names, err))
+    return problems
+
+
+def test_pairkeyctl_refuses_bad_input(ks, tmp_path):
+    """8. Malformed, multicast or zero MACs, invalid, duplicate or unknown
+    ids, a MAC enrolled to another id, wrong argument counts, unknown
+    commands, and a pairkeyd that is not running: pairkeyctl exits
+    non-zero with one line on stderr naming the input, and the store
+    ('pairkeyctl dump') does not change."""
+    net, pk = ks
+    net.wait_ping("h1", "h2")                # a pair key to keep, too
+    before = pk.ctl("dump").stdout
+    assert "\npair\t" in before
+    problems = []
+    for what, argv, names in _bad_input_cases(net):
+        proc = pk.ctl(*argv, check=False)
+        problems += ["%s: %s" % (what, p)
+                     for p in refusal_problems(proc, names)]
+        if pk.ctl("dump").stdout != before:
+            problems.append("%s: the store changed" % what)
+            before = pk.ctl("dump").stdout
+
+    # The default target is found through the pidfile in OVS_RUNDIR...
+    assert pk.ctl("dump", rundir=net.ovs.rundir).stdout == before
+    # ...and a run directory without one is refused.
+    empty = str(tmp_path)
+    proc = pk.ctl("add-client", "newbie", "02:00:00:00:00:99", check=False,
+                  rundir=empty)
+    problems += ["no pidfile: " + p for p in refusal_problems(
+        proc, os.path.join(empty, "pairkeyd.pid"))]
+
+    # pairkeyd not running: refused, and nothing happens once it is back.
+    old_target = pk.target
+    pk.stop()
+    for argv in (["add-client", "newbie", "02:00:00:00:00:99"],
+                 ["del-client", "h1"], ["list-clients"]):
+        proc = pk.ctl(*argv, check=False, target=old_target)
+        problems += ["pairkeyd stopped, %s: %s" % (argv[0], p)
+                     for p in refusal_problems(proc, old_target)]
+    pk.start()
+    if pk.ctl("dump").stdout != before:
+        problems.append("pairkeyd stopped: the store changed")
+    assert not problems, "\n".join(problems)
+
+
+# Input that an earlier pairkeyd got wrong: out-of-range MAC octets were
+# enrolled as other MACs, and raw input went into multi-line errors.
+MORE_BAD_INPUT = [
+    pytest.param(["add-client", "newbie", "02:00:00:00:00:100"],
+                 "02:00:00:00:00:100", id="mac-octet-overflow"),
+    pytest.param(["add-client", "newbie", "02:00:00:00:00:-1"],
+                 "02:00:00:00:00:-1", id="mac-negative-octet"),
+    pytest.param(["add-client", "a\nb", "02:00:00:00:00:99"], "a",
+                 id="newline-in-id"),
+    pytest.param(["add-client", "newbie", "02:00:00\n:00:00:99"], "02:00",
+                 id="newline-in-mac"),
+    pytest.param(["del-client", "a\nb"], "a", id="newline-in-del-client"),
+]
+
+
+@pytest.mark.parametrize("argv,names", MORE_BAD_INPUT)
+def test_pairkeyctl_refuses_more_bad_input(ks, argv, names):
+    """8b. More bad input: refused by the same rule."""
+    net, pk = ks
+    before = pk.ctl("dump").stdout
+    problems = refusal_problems(pk.ctl(*argv, check=False), names)
+    if pk.ctl("dump").stdout != before:
+        problems.append("the store changed: %s" % pk.ctl("dump").stdout)
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.allow_log(*CONTROLLER_DOWN, REFUSED_REVOKED)
+def test_del_client_after_keyserver_restart(ks):
+    """7b. Revocation after pairkeyd restarted: the SAs of the revoked
+    client's pairs, installed by the previous pairkeyd, leave every
+    bridge too."""
+    net, pk = ks
+    net.wait_ping("h1", "h2")
+    revoked = pk.pair_id("h1", "h2")
+    assert {b for b, ids in net.sa_ids().items() if revoked in ids} == \
+        {"br1", "br2"}
+    pk.kill()
+    pk.start()
+    net.wait_keyserver()
+    pk.ctl("del-client", "h2")
+    wait_until(lambda: not any(revoked in ids
+                               for ids in net.sa_ids().values()), 1,
+               "SA %d to leave every bridge" % revoked)
+    wait_until(lambda: not net.ping("h1", "h2"), 5, "h2 to be cut off")
+
+
+# ------------------------------------------------------------------ SSL
+
+@pytest.mark.allow_log(*SSL_REFUSED)
+def test_ssl(needs_pairkeyd, make_net):
+    """9. pairkeyd listens for SSL only (pssl:, inside the OVS namespace)
+    with a controller certificate; the switch first presents a certificate
+    of another CA: pairkeyd refuses every bridge (none connected, no flow
+    installed, nothing passes).  With a certificate of the right CA every
+    bridge connects over SSL and traffic flows, sealed."""
+    if not shutil.which("openssl"):
+        pytest.skip("'openssl' is not installed (ovs-pki needs it)")
+    net = make_net(KEYSERVER)
+    if not os.access(os.path.join(net.ovs.bindir, "ovs-pki"), os.X_OK):
+        pytest.skip("ovs-pki not found in PAIRKEY_BIN")
+    pki = net.make_pki("pki")
+    rogue = net.make_pki("pki-rogue")
+    ctl_cert = net.make_cert(pki, "pairkeyd", "controller")
+    sw_key, sw_cert, sw_cacert = net.make_cert(pki, "switch", "switch")
+    bad_key, bad_cert, _ = net.make_cert(rogue, "switch", "switch")
+    port = 6653
+    pk = net.start_pairkeyd(listen="pssl:%d:127.0.0.1" % port,
+                            ns=net.ns("ovs"), ssl=ctl_cert)
+    net.mark_ports()
+    net.enroll()
+    # The switch trusts the right controller CA but has a rogue cert.
+    net.vsctl("set-ssl", bad_key, bad_cert, sw_cacert)
+    net.set_controller("ssl:127.0.0.1:%d" % port)
+
+    def refusals():
+        return sum(1 for line in pk.log_lines()
+                   if "certificate verify failed" in line)
+    wait_until(lambda: refusals() >= 2 * len(net.topo.bridges), 15,
+               "pairkeyd to refuse each bridge twice")
+    assert not [status for status in pk.switches().values()
+                if status.startswith("connected")], pk.ctl("show").stdout
+    for br in net.topo.bridges:
+        flows = [line for line in net.dump_flows(br.name).splitlines()
+                 if line.startswith(" ")]
+        assert not flows, "%s has flows: %s" % (br.name, flows)
+        assert net.sa_ids()[br.name] == set()
+    assert not net.ping("h1", "h2")
+
+    net.vsctl("set-ssl", sw_key, sw_cert, sw_cacert)
+    net.wait_keyserver(timeout=20)
+    refused = len(net.log_lines())
+    m = marker()
+    with net.capture() as cap:
+        net.wait_ping("h1", "h2")
+        net.wait_ping("h4", "h3")
+        data = m * 300
+        assert net.tcp_transfer("h2", "h1", data) == data
+        settle_tcp(net)
+    assert_wire_sealed(net, cap.frames, (MARKER, m))
+    with open(pk.log_path) as f:
+        connected = re.findall(r"\|keyserver\|INFO\|(\S+): connected",
+                               f.read())
+    assert len(connected) == len(net.topo.bridges)
+    assert all(c.startswith("ssl:127.0.0.1:") for c in connected), connected
+    # The refusals are over: nothing is logged once the bridges connect.
+    assert net.log_lines()[refused:] == []
