@@ -89,7 +89,9 @@ struct base_flow {
 
 struct pk_switch {
     struct ovs_list list_node;  /* In struct keyserver's 'switches'. */
+    struct keyserver *ks;
     struct rconn *rconn;
+    struct ovs_list pending;    /* Messages held until the store commits. */
     uint64_t conn_seq;          /* Serial number of this connection. */
     bool have_dpid;
     uint64_t dpid;
@@ -131,6 +133,12 @@ struct keyserver {
     uint64_t marks_seqno;
     struct hmap held;
     struct hmap issued;
+
+    /* While true, changes to the store go into one transaction and messages
+     * to switches wait in their 'pending' lists: a key reaches a switch
+     * only once it is durable, and one fsync serves a whole batch of key
+     * requests. */
+    bool batching;
 
     /* Statistics. */
     uint64_t n_requests;
@@ -270,12 +278,40 @@ key_is_fresh_for(const struct keyserver *ks, const struct pk_switch *sw,
 /* Sending. */
 
 static void
-switch_send(struct pk_switch *sw, struct ofpbuf *msg)
+switch_send_now(struct pk_switch *sw, struct ofpbuf *msg)
 {
     int error = rconn_send(sw->rconn, msg, NULL);
     if (error) {
         VLOG_INFO_RL(&rl, "%s: send: %s", sw->name, ovs_strerror(error));
+        explicit_bzero(msg->data, msg->size);
         ofpbuf_delete(msg);
+    }
+}
+
+static void
+switch_send(struct pk_switch *sw, struct ofpbuf *msg)
+{
+    if (sw->ks->batching) {
+        ovs_list_push_back(&sw->pending, &msg->list_node);
+    } else {
+        switch_send_now(sw, msg);
+    }
+}
+
+/* Sends the messages held for 'sw', or discards them (wiping any key) if
+ * 'discard'. */
+static void
+switch_flush(struct pk_switch *sw, bool discard)
+{
+    struct ofpbuf *msg;
+
+    LIST_FOR_EACH_POP (msg, list_node, &sw->pending) {
+        if (discard) {
+            explicit_bzero(msg->data, msg->size);
+            ofpbuf_delete(msg);
+        } else {
+            switch_send_now(sw, msg);
+        }
     }
 }
 
@@ -425,6 +461,8 @@ keyserver_add_switch(struct keyserver *ks, struct vconn *vconn)
     sw->rconn = rconn_create(60, 0, DSCP_DEFAULT, vconn_get_allowed_versions(
                                  vconn));
     rconn_connect_unreliably(sw->rconn, vconn, NULL);
+    sw->ks = ks;
+    ovs_list_init(&sw->pending);
     sw->conn_seq = ks->next_conn_seq++;
     sw->name = xstrdup(vconn_get_name(vconn));
     hmap_init(&sw->sas);
@@ -436,6 +474,7 @@ switch_destroy(struct pk_switch *sw)
 {
     struct sa_entry *e;
 
+    switch_flush(sw, true);
     rconn_destroy(sw->rconn);
     free(sw->name);
     marks_free(sw->marks, sw->n_marks);
@@ -1139,12 +1178,15 @@ keyserver_run(struct keyserver *ks)
 {
     struct pk_switch *sw;
     bool reprogram = false;
+    char *error;
 
     if (marks_seqno(ks->marks) != ks->marks_seqno) {
         ks->marks_seqno = marks_seqno(ks->marks);
         reprogram = true;
     }
 
+    store_batch_begin(ks->store);
+    ks->batching = true;
     LIST_FOR_EACH_SAFE (sw, list_node, &ks->switches) {
         switch_run(ks, sw);
         if (!rconn_is_alive(sw->rconn)) {
@@ -1153,6 +1195,22 @@ keyserver_run(struct keyserver *ks)
             switch_destroy(sw);
         } else if (reprogram && sw->have_dpid) {
             switch_program(ks, sw);
+        }
+    }
+    ks->batching = false;
+
+    error = store_batch_commit(ks->store);
+    bool failed = error != NULL;
+    if (failed) {
+        /* Nothing of this batch may reach a switch.  What this process
+         * believes the switches hold is now wrong: start them over. */
+        VLOG_ERR("%s; reconnecting every switch", error);
+        free(error);
+    }
+    LIST_FOR_EACH (sw, list_node, &ks->switches) {
+        switch_flush(sw, failed);
+        if (failed) {
+            rconn_reconnect(sw->rconn);
         }
     }
 }

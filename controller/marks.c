@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "flow.h"
+#include "openvswitch/shash.h"
 #include "openvswitch/vlog.h"
 #include "ovsdb-idl.h"
 #include "smap.h"
@@ -37,6 +38,16 @@ struct marks {
     uint64_t seqno;             /* Bumped when any IDL's seqno changes. */
     unsigned int *idl_seqnos;
     struct sset warned;         /* Malformed marks already logged. */
+
+    /* Client id to its port, rebuilt when the marks change: every key
+     * request looks up where its two clients are. */
+    struct shash clients;       /* Contains "struct client_port"s. */
+    uint64_t clients_seqno;     /* 'seqno' when 'clients' was built. */
+};
+
+struct client_port {
+    uint64_t dpid;
+    ofp_port_t ofport;
 };
 
 struct marks *
@@ -45,6 +56,8 @@ marks_create(void)
     struct marks *marks = xzalloc(sizeof *marks);
 
     sset_init(&marks->warned);
+    shash_init(&marks->clients);
+    marks->clients_seqno = UINT64_MAX;
     return marks;
 }
 
@@ -58,6 +71,7 @@ marks_destroy(struct marks *marks)
         free(marks->idls);
         free(marks->idl_seqnos);
         sset_destroy(&marks->warned);
+        shash_destroy_free_data(&marks->clients);
         free(marks);
     }
 }
@@ -247,40 +261,63 @@ marks_free(struct mark *array, size_t n)
     free(array);
 }
 
-bool
-marks_find_client(const struct marks *marks, const char *id,
-                  uint64_t *dpid, ofp_port_t *ofport)
+/* Rebuilds the client index from every IDL.  The first port marked for a
+ * client wins. */
+static void
+index_clients(struct marks *marks)
 {
+    shash_clear_free_data(&marks->clients);
     for (size_t i = 0; i < marks->n_idls; i++) {
-        const struct ovsrec_interface *iface;
+        const struct ovsrec_bridge *br;
 
-        OVSREC_INTERFACE_FOR_EACH (iface, marks->idls[i]) {
-            const char *role = smap_get(&iface->external_ids,
-                                        "pairkey-role");
-            const char *iface_id = smap_get(&iface->external_ids,
-                                            "pairkey-id");
-            const struct ovsrec_bridge *br;
+        OVSREC_BRIDGE_FOR_EACH (br, marks->idls[i]) {
+            uint64_t dpid;
 
-            if (!role || strcmp(role, "client") || !iface_id
-                || strcmp(iface_id, id)
-                || !iface->n_ofport || iface->ofport[0] <= 0) {
+            if (!bridge_dpid(br, &dpid)) {
                 continue;
             }
-            /* Find the interface's bridge. */
-            OVSREC_BRIDGE_FOR_EACH (br, marks->idls[i]) {
-                for (size_t p = 0; p < br->n_ports; p++) {
-                    const struct ovsrec_port *port = br->ports[p];
+            for (size_t p = 0; p < br->n_ports; p++) {
+                const struct ovsrec_port *port = br->ports[p];
 
-                    for (size_t k = 0; k < port->n_interfaces; k++) {
-                        if (port->interfaces[k] == iface
-                            && bridge_dpid(br, dpid)) {
-                            *ofport = u16_to_ofp(iface->ofport[0]);
-                            return true;
-                        }
+                for (size_t k = 0; k < port->n_interfaces; k++) {
+                    const struct ovsrec_interface *iface
+                        = port->interfaces[k];
+                    const char *role = smap_get(&iface->external_ids,
+                                                "pairkey-role");
+                    const char *id = smap_get(&iface->external_ids,
+                                              "pairkey-id");
+
+                    if (role && !strcmp(role, "client") && id
+                        && iface->n_ofport && iface->ofport[0] > 0
+                        && iface->ofport[0] < UINT16_MAX
+                        && !shash_find(&marks->clients, id)) {
+                        struct client_port *cp = xmalloc(sizeof *cp);
+
+                        cp->dpid = dpid;
+                        cp->ofport = u16_to_ofp(iface->ofport[0]);
+                        shash_add(&marks->clients, id, cp);
                     }
                 }
             }
         }
     }
-    return false;
+    marks->clients_seqno = marks->seqno;
+}
+
+bool
+marks_find_client(const struct marks *marks_, const char *id,
+                  uint64_t *dpid, ofp_port_t *ofport)
+{
+    struct marks *marks = CONST_CAST(struct marks *, marks_);
+    const struct client_port *cp;
+
+    if (marks->clients_seqno != marks->seqno) {
+        index_clients(marks);
+    }
+    cp = shash_find_data(&marks->clients, id);
+    if (cp) {
+        *dpid = cp->dpid;
+        *ofport = cp->ofport;
+    }
+    return cp != NULL;
 }
