@@ -1043,21 +1043,12 @@ process_version_report(struct keyserver *ks, struct pk_switch *sw,
     struct store_client a, b;
     struct store_pair_key pk;
     struct key key;
-    bool created;
-    char *error;
 
+    /* Anyone can put a frame on the wire: a report never creates a key. */
     if (!store_find_client_by_mac(ks->store, flow->dl_src, &a)
-        || !store_find_client_by_mac(ks->store, flow->dl_dst, &b)) {
+        || !store_find_client_by_mac(ks->store, flow->dl_dst, &b)
+        || !store_find_pair_key_by_ids(ks->store, a.id, b.id, &pk)) {
         return;
-    }
-    error = store_get_pair_key(ks->store, a.id, b.id, sw->name,
-                               "version report", &pk, &created);
-    if (error) {
-        free(error);
-        return;
-    }
-    if (created) {
-        note_issued(ks, pk.pair_id, pk.version);
     }
     key_from_pair(&key, &pk);
     store_key_wipe(&pk, sizeof pk);
