@@ -30,7 +30,7 @@ import pytest
 import pairkey
 from harness import wait_until
 from pairkey import ETH_P_PAIRKEY, ethertype, mac_bytes, parse_frame
-from topo import KEYSERVER
+from topo import KEYSERVER, KEYSERVER_TWO_OVS
 
 PORT = 5555
 MARKER = b"PAIRKEY-KS-MARKER-"
@@ -683,3 +683,51 @@ def test_ssl(needs_pairkeyd, make_net):
     assert all(c.startswith("ssl:127.0.0.1:") for c in connected), connected
     # The refusals are over: nothing is logged once the bridges connect.
     assert net.log_lines()[refused:] == []
+
+
+# ------------------------------------------------- two ovs-vswitchd
+
+def test_clients_on_two_vswitchds(needs_pairkeyd, make_net):
+    """10. h1 and h2 on bridges of two OVS instances (each its own
+    namespace, ovsdb-server and ovs-vswitchd), uplinks on one wire; one
+    pairkeyd outside the namespaces reads both OVSDBs (two --ovsdb) and
+    listens on one unix socket that both bridges use as controller.  The
+    pair pings and runs a TCP transfer with a marker; the wire holds only
+    0x88b5 frames of h1 and h2, in both directions, never the marker; each
+    bridge's own ovs-vswitchd holds the group key and the pair's key;
+    'pairkeyctl show' lists both bridges connected."""
+    net = make_net(KEYSERVER_TWO_OVS)
+    o1, o2 = net.ovs_of("br1"), net.ovs_of("br2")
+    assert o1 is not o2 and net.ns(o1.name) != net.ns(o2.name)
+    pk = net.start_keyserver()
+    assert pk.ns is None and pk.listen.startswith("punix:")
+    assert sorted(pk.ovsdbs) == sorted([o1.db, o2.db])
+    for o, br in ((o1, "br1"), (o2, "br2")):
+        assert net.vsctl("get-controller", br, ovs=o).stdout.strip() == \
+            pk.listen[1:]
+    m = marker()
+    with net.capture() as cap:
+        net.wait_ping("h1", "h2")
+        assert net.ping("h2", "h1", count=2)
+        for a, b in (("h1", "h2"), ("h2", "h1")):
+            data = m + (b" %s>%s " % (a.encode(), b.encode())) * 300
+            assert net.tcp_transfer(a, b, data) == data, (a, b)
+        settle_tcp(net)
+    assert_wire_sealed(net, cap.frames, (MARKER, m))
+    assert between(cap.frames, mac(net, "h1"), mac(net, "h2"))
+    assert between(cap.frames, mac(net, "h2"), mac(net, "h1"))
+
+    dump = pk.dump()
+    assert set(dump["clients"]) == {"h1", "h2"}
+    assert set(dump["pairs"]) == {frozenset(("h1", "h2"))}
+    pair_id = pk.pair_id("h1", "h2")
+    assert pair_id != 0
+    for o, br, other in ((o1, "br1", "br2"), (o2, "br2", "br1")):
+        st = pairkey.parse_show(net.appctl("pairkey/show", ovs=o).stdout)
+        assert set(st.get(br, {}).get("sa", {})) == {0, pair_id}, (br, st)
+        assert other not in st, "%s's vswitchd shows %s" % (br, other)
+    assert net.sa_ids() == {"br1": {0, pair_id}, "br2": {0, pair_id}}
+    switches = pk.switches()
+    assert {name for name, status in switches.items()
+            if status.startswith("connected, dpid")} == {"br1", "br2"}, \
+        pk.ctl("show").stdout

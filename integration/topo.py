@@ -81,6 +81,9 @@ class Host:
 class Bridge:
     name: str
     wire: str = "wire"      # Linux bridge the uplink joins (None: no uplink)
+    # The private OVS instance (ovsdb-server + ovs-vswitchd, namespace
+    # <p><ovs>, see Net) the bridge lives in.
+    ovs: str = "ovs"
 
     @property
     def uplink(self):
@@ -123,6 +126,12 @@ class Topo:
     def wires(self):
         return sorted({b.wire for b in self.bridges if b.wire})
 
+    @property
+    def instances(self):
+        """Names of the OVS instances, in the order of the bridges; the
+        first is the primary one (Net.ovs)."""
+        return list(dict.fromkeys(b.ovs for b in self.bridges))
+
 
 TWO_HOSTS = Topo(
     hosts=(Host("h1", "br1", "02:00:00:00:01:01", "10.0.0.1/24"),
@@ -163,6 +172,20 @@ KEYSERVER = Topo(
     bridges=(Bridge("br1"), Bridge("br2"), Bridge("br3"), Bridge("br4")),
     protocols="OpenFlow13")
 
+# Two clients on two OVS instances, each with its own ovsdb-server and
+# ovs-vswitchd in a namespace of its own (one userspace vswitchd per
+# namespace); the uplinks share one wire, one pairkeyd serves both.
+#
+#   ns <p>h1 --- h1(1) [br1] br1-up(100) ---+   ns <p>wire
+#                 ^ ns <p>ovs               +-- [wire] -> tcpdump
+#   ns <p>h2 --- h2(1) [br2] br2-up(100) ---+
+#                 ^ ns <p>ovs2 (run directory <rundir>/ovs2)
+KEYSERVER_TWO_OVS = Topo(
+    hosts=(Host("h1", "br1", "02:00:00:00:01:01", "10.0.0.1/24"),
+           Host("h2", "br2", "02:00:00:00:02:02", "10.0.0.2/24")),
+    bridges=(Bridge("br1"), Bridge("br2", ovs="ovs2")),
+    protocols="OpenFlow13")
+
 
 class FeatureMissing(Exception):
     """The kernel or OVS lacks something a topology needs (tests skip)."""
@@ -174,12 +197,20 @@ def _mac(kind, a, b):
 
 @dataclass
 class Ovs:
-    """Where the OVS binaries and schema are, and the private instance's
-    run directory."""
+    """Where the OVS binaries and schema are, and one private instance's
+    name (Bridge.ovs), run directory and daemons."""
     bindir: str
     schema: str
     rundir: str
     env: dict = field(default_factory=dict)
+    name: str = "ovs"
+    ovsdb: object = None            # harness.Daemon
+    vswitchd: object = None
+
+    @property
+    def db(self):
+        """The OVSDB remote of this instance."""
+        return "unix:" + self.path("db.sock")
 
     def path(self, name):
         return os.path.join(self.rundir, name)
@@ -195,11 +226,14 @@ class Pairkeyd:
     reads port marks from the Net's OVSDB and listens on 'listen'
     (default: punix:<rundir>/pairkeyd.sock).  With 'ns' it runs inside that
     namespace, which TCP and SSL listeners need for ovs-vswitchd to reach
-    them; 'ssl' is (private key, certificate, CA certificate)."""
+    them; 'ssl' is (private key, certificate, CA certificate).  It reads
+    the OVSDB remotes 'ovsdbs' (default: every OVS instance of the Net),
+    one --ovsdb each."""
 
     def __init__(self, net, miss_policy="hold", listen=None, ns=None,
-                 ssl=None):
+                 ssl=None, ovsdbs=None):
         self.net = net
+        self.ovsdbs = list(ovsdbs or [o.db for o in net.instances.values()])
         self.miss_policy = miss_policy
         self.listen = listen or "punix:" + net.ovs.path("pairkeyd.sock")
         self.ns = ns
@@ -224,9 +258,9 @@ class Pairkeyd:
         if miss_policy:
             self.miss_policy = miss_policy
         o = self.net.ovs
-        argv = [os.path.join(o.bindir, "pairkeyd"), "--db=" + self.db,
-                "--ovsdb=unix:" + o.path("db.sock"),
-                "--miss-policy=" + self.miss_policy, "--no-chdir",
+        argv = [os.path.join(o.bindir, "pairkeyd"), "--db=" + self.db]
+        argv += ["--ovsdb=" + remote for remote in self.ovsdbs]
+        argv += ["--miss-policy=" + self.miss_policy, "--no-chdir",
                 "--pidfile=" + o.path("pairkeyd.pid"),
                 "--log-file=" + self.log_path, "-vconsole:off"]
         if self.ssl:
@@ -322,7 +356,14 @@ class Pairkeyd:
 class Net:
     """A running topology.  start() builds it, stop() tears down everything
     it created, in reverse order; each resource registers its cleanup
-    where it is created, so a failure half-way leaves nothing behind."""
+    where it is created, so a failure half-way leaves nothing behind.
+
+    Each OVS instance of the topology (Bridge.ovs) has its namespace
+    <p><name>, its ovsdb-server and ovs-vswitchd, and its run directory:
+    the Net's own for the first (self.ovs), <rundir>/<name> for others
+    (self.instances).  vsctl, ofctl and appctl talk to self.ovs unless
+    given 'ovs' (ofctl finds the instance of a bridge named in its
+    arguments)."""
 
     def __init__(self, topo, bindir, schema, prefix, workdir=None):
         self.topo = topo
@@ -331,12 +372,22 @@ class Net:
         env = dict(os.environ, OVS_RUNDIR=rundir, OVS_DBDIR=rundir,
                    OVS_LOGDIR=rundir, OVS_SYSCONFDIR=rundir,
                    OVS_PKGDATADIR=rundir)
-        self.ovs = Ovs(str(bindir), str(schema), rundir, env)
+        names = topo.instances
+        self.ovs = Ovs(str(bindir), str(schema), rundir, env, names[0])
+        self.instances = {names[0]: self.ovs}
+        for name in names[1:]:
+            sub = os.path.join(rundir, name)
+            os.mkdir(sub)
+            # OVS_RUNDIR stays shared: ovs-vswitchd connects only to unix
+            # controller sockets there (pairkeyd's), and bridge names
+            # (<bridge>.mgmt) are unique in a topology; every other file
+            # of the instance is named explicitly, in 'sub'.
+            self.instances[name] = Ovs(
+                str(bindir), str(schema), sub,
+                dict(env, OVS_DBDIR=sub, OVS_LOGDIR=sub), name)
         self.keydir = os.path.join(rundir, "keys")
         self._cleanup = contextlib.ExitStack()
         self._cleanup.callback(shutil.rmtree, rundir, True)
-        self.vswitchd = None
-        self.ovsdb = None
         self.pairkeyd = None
         self._captures = 0
         self._keys = 0
@@ -348,27 +399,52 @@ class Net:
 
     @property
     def namespaces(self):
-        return ([self.ns("ovs"), self.ns("wire")]
+        return ([self.ns(name) for name in self.instances] + [self.ns("wire")]
                 + [self.ns(h.name) for h in self.topo.hosts])
 
+    @property
+    def vswitchd(self):
+        """ovs-vswitchd of the first OVS instance."""
+        return self.ovs.vswitchd
+
+    @property
+    def ovsdb(self):
+        return self.ovs.ovsdb
+
+    def ovs_of(self, bridge):
+        """The Ovs instance that holds bridge (a name)."""
+        return self.instances[self.topo.bridge(bridge).ovs]
+
+    def _port_ovs(self, port):
+        """The Ovs instance of an OVS port: a host's port or an uplink."""
+        for b in self.topo.bridges:
+            if port == b.uplink:
+                return self.ovs_of(b.name)
+        return self.ovs_of(self.topo.host(port).bridge)
+
     # ------------------------------------------------------------ tools
-    def _tool(self, name, *args, check=True, timeout=30, cwd=None):
-        argv = [os.path.join(self.ovs.bindir, name)] + list(args)
-        return run(argv, check=check, env=self.ovs.env, timeout=timeout,
-                   cwd=cwd)
+    def _tool(self, name, *args, check=True, timeout=30, cwd=None, ovs=None):
+        ovs = ovs or self.ovs
+        argv = [os.path.join(ovs.bindir, name)] + list(args)
+        return run(argv, check=check, env=ovs.env, timeout=timeout, cwd=cwd)
 
-    def vsctl(self, *args, check=True):
-        return self._tool("ovs-vsctl", "--timeout=20",
-                          "--db=unix:" + self.ovs.path("db.sock"), *args,
-                          check=check)
+    def vsctl(self, *args, check=True, ovs=None):
+        ovs = ovs or self.ovs
+        return self._tool("ovs-vsctl", "--timeout=20", "--db=" + ovs.db,
+                          *args, check=check, ovs=ovs)
 
-    def ofctl(self, *args, check=True):
+    def ofctl(self, *args, check=True, ovs=None):
+        if ovs is None:
+            bridges = {b.name for b in self.topo.bridges}
+            ovs = next((self.ovs_of(a) for a in args if a in bridges),
+                       self.ovs)
         proto = ["-O", self.topo.protocols] if self.topo.protocols else []
-        return self._tool("ovs-ofctl", *proto, *args, check=check)
+        return self._tool("ovs-ofctl", *proto, *args, check=check, ovs=ovs)
 
-    def appctl(self, *args, check=True, target="ovs-vswitchd"):
-        return self._tool("ovs-appctl", "-t",
-                          self.ovs.path(target + ".ctl"), *args, check=check)
+    def appctl(self, *args, check=True, target="ovs-vswitchd", ovs=None):
+        ovs = ovs or self.ovs
+        return self._tool("ovs-appctl", "-t", ovs.path(target + ".ctl"),
+                          *args, check=check, ovs=ovs)
 
     def add_flow(self, bridge, flow):
         self.ofctl("add-flow", bridge, flow)
@@ -398,11 +474,14 @@ class Net:
         in the ovs namespace) before OVS saw them; with type=afxdp, those
         that found the AF_XDP socket's ring full.  (OVS 3.1's own AF_XDP
         rx_dropped is the kernel's minus one, '?' when zero.)"""
-        return harness.link_stats(self.ns("ovs"), port)["rx_dropped"]
+        return harness.link_stats(self.ns(self._port_ovs(port).name),
+                                  port)["rx_dropped"]
 
     def ofport(self, port):
-        """OpenFlow port number of an OVS port (names are unique per OVS)."""
-        return int(self.vsctl("get", "Interface", port, "ofport").stdout)
+        """OpenFlow port number of an OVS port (names are unique per
+        topology)."""
+        return int(self.vsctl("get", "Interface", port, "ofport",
+                              ovs=self._port_ovs(port)).stdout)
 
     # ---------------------------------------------------------- build
     def start(self):
@@ -410,8 +489,9 @@ class Net:
             self._remove_leftovers()
             for ns in self.namespaces:
                 self._add_ns(ns)
-            self._start_ovsdb()
-            self._start_vswitchd()
+            for ovs in self.instances.values():
+                self._start_ovsdb(ovs)
+                self._start_vswitchd(ovs)
             for br in self.topo.bridges:
                 self._add_bridge(br)
             for wire in self.topo.wires:
@@ -463,71 +543,74 @@ class Net:
         self._cleanup.callback(run, ["ip", "-n", ns_a, "link", "del", name_a],
                                check=False)
 
-    def _start_ovsdb(self):
-        o = self.ovs
+    def _start_ovsdb(self, o):
         run([os.path.join(o.bindir, "ovsdb-tool"), "create",
              o.path("conf.db"), o.schema], env=o.env)
-        self.ovsdb = harness.Daemon(
+        o.ovsdb = harness.Daemon(
             "ovsdb-server",
-            ["ip", "netns", "exec", self.ns("ovs"),
+            ["ip", "netns", "exec", self.ns(o.name),
              os.path.join(o.bindir, "ovsdb-server"), o.path("conf.db"),
              "--remote=punix:" + o.path("db.sock"),
              "--unixctl=" + o.path("ovsdb-server.ctl"),
              "--pidfile=" + o.path("ovsdb-server.pid"),
              "--log-file=" + o.path("ovsdb-server.log"), "-vconsole:off"],
             o.env, o.path("ovsdb-server.stderr"))
-        self._cleanup.callback(self._stop_daemon, "ovsdb-server", False)
+        self._cleanup.callback(self._stop_daemon, "ovsdb-server", False, o)
         # The socket exists a moment before ovsdb-server listens on it.
-        wait_until(lambda: self._daemon_up(self.ovsdb, "db.sock")
-                   and self.vsctl("--no-wait", "init",
-                                  check=False).returncode == 0, 10,
-                   "ovsdb-server")
+        wait_until(lambda: self._daemon_up(o.ovsdb, o.path("db.sock"))
+                   and self.vsctl("--no-wait", "init", check=False,
+                                  ovs=o).returncode == 0, 10,
+                   "ovsdb-server (%s)" % o.name)
         if self.topo.pmd_cpu_mask:
             self.vsctl("--no-wait", "set", "Open_vSwitch", ".",
-                       "other_config:pmd-cpu-mask=" + self.topo.pmd_cpu_mask)
+                       "other_config:pmd-cpu-mask=" + self.topo.pmd_cpu_mask,
+                       ovs=o)
 
-    def _daemon_up(self, daemon, sock):
+    @staticmethod
+    def _daemon_up(daemon, sock):
         if not daemon.alive():
             raise RuntimeError("%s exited, see %s" % (daemon.name,
                                                       daemon.log_path))
-        return os.path.exists(self.ovs.path(sock))
+        return os.path.exists(sock)
 
-    def _start_vswitchd(self):
-        o = self.ovs
-        self.vswitchd = harness.Daemon(
+    def _start_vswitchd(self, o):
+        o.vswitchd = harness.Daemon(
             "ovs-vswitchd",
-            ["ip", "netns", "exec", self.ns("ovs"),
+            ["ip", "netns", "exec", self.ns(o.name),
              os.path.join(o.bindir, "ovs-vswitchd"), "--disable-system",
              "unix:" + o.path("db.sock"),
              "--unixctl=" + o.path("ovs-vswitchd.ctl"),
              "--pidfile=" + o.path("ovs-vswitchd.pid"),
              "--log-file=" + o.path("ovs-vswitchd.log"), "-vconsole:off"],
             o.env, o.path("ovs-vswitchd.stderr"))
-        self._cleanup.callback(self._stop_daemon, "ovs-vswitchd", True)
-        wait_until(lambda: self._daemon_up(self.vswitchd, "ovs-vswitchd.ctl")
-                   and self.appctl("version", check=False).returncode == 0,
-                   10, "ovs-vswitchd")
+        self._cleanup.callback(self._stop_daemon, "ovs-vswitchd", True, o)
+        wait_until(lambda: self._daemon_up(o.vswitchd,
+                                           o.path("ovs-vswitchd.ctl"))
+                   and self.appctl("version", check=False,
+                                   ovs=o).returncode == 0,
+                   10, "ovs-vswitchd (%s)" % o.name)
 
-    def _stop_daemon(self, target, cleanup):
-        daemon = self.vswitchd if target == "ovs-vswitchd" else self.ovsdb
+    def _stop_daemon(self, target, cleanup, o):
+        daemon = o.vswitchd if target == "ovs-vswitchd" else o.ovsdb
         if daemon is None or not daemon.alive():
             return
         args = ["exit", "--cleanup"] if cleanup else ["exit"]
         try:
-            self.appctl(*args, check=False, target=target)
+            self.appctl(*args, check=False, target=target, ovs=o)
             wait_until(lambda: not daemon.alive(), 10, "%s to exit" % target)
         finally:                        # by PID, whatever happened above
             daemon.stop()
 
     def restart_vswitchd(self, crash=False):
-        """Stops ovs-vswitchd, with 'exit --cleanup' or, if crash, with
-        SIGKILL, and starts it again on the same OVSDB.  Flows and SAs are
-        gone afterwards; bridges and ports come back."""
+        """Stops ovs-vswitchd (of the first OVS instance), with 'exit
+        --cleanup' or, if crash, with SIGKILL, and starts it again on the
+        same OVSDB.  Flows and SAs are gone afterwards; bridges and ports
+        come back."""
         if crash:
             self.vswitchd.stop(signal.SIGKILL)
         else:
-            self._stop_daemon("ovs-vswitchd", True)
-        self._start_vswitchd()
+            self._stop_daemon("ovs-vswitchd", True, self.ovs)
+        self._start_vswitchd(self.ovs)
         for br in self.topo.bridges:
             wait_until(lambda: self.ofctl("show", br.name,
                                           check=False).returncode == 0,
@@ -539,7 +622,8 @@ class Net:
                  if self.topo.protocols else [])
         self.vsctl("add-br", br.name, "--", "set", "Bridge", br.name,
                    "datapath_type=netdev", "fail_mode=secure",
-                   "other-config:disable-in-band=true", *proto)
+                   "other-config:disable-in-band=true", *proto,
+                   ovs=self.ovs_of(br.name))
 
     def _add_wire(self, wire):
         ns = self.ns("wire")
@@ -551,7 +635,7 @@ class Net:
         run(["ip", "-n", ns, "link", "set", wire, "up"])
 
     def _add_uplink(self, br, i):
-        wns, ons = self.ns("wire"), self.ns("ovs")
+        wns, ons = self.ns("wire"), self.ns(br.ovs)
         wport = "to-%s" % br.name
         mtu = self.topo.wire_mtu
         self._add_veth(wns, wport, _mac(0xee, i, 2), ons, br.uplink,
@@ -567,31 +651,32 @@ class Net:
                        "mtu_request=%d" % mtu)
 
     def _add_port(self, bridge, name, ofport, *settings, queues=1):
-        """Adds OVS port 'name' (a veth end in the ovs namespace) with
-        Topo.port_type; raises FeatureMissing if OVS cannot open it that
-        way (e.g. AF_XDP not available)."""
+        """Adds OVS port 'name' (a veth end in the bridge's OVS namespace)
+        with Topo.port_type; raises FeatureMissing if OVS cannot open it
+        that way (e.g. AF_XDP not available)."""
+        o = self.ovs_of(bridge)
         settings = ["ofport_request=%d" % ofport] + list(settings)
         if self.topo.port_type:
             settings.append("type=" + self.topo.port_type)
             if self.topo.port_type == "afxdp":
                 settings.append("options:n_rxq=%d" % queues)
         self.vsctl("add-port", bridge, name, "--", "set", "Interface", name,
-                   *settings)
+                   *settings, ovs=o)
         if self.topo.port_type:
             def opened():
-                error = self.vsctl("get", "Interface", name,
-                                   "error").stdout.strip()
+                error = self.vsctl("get", "Interface", name, "error",
+                                   ovs=o).stdout.strip()
                 if error not in ("[]", ""):
                     raise FeatureMissing("cannot open %s as type=%s: %s" % (
                         name, self.topo.port_type, error.strip('"')))
-                ofport = self.vsctl("get", "Interface", name,
-                                    "ofport").stdout.strip()
+                ofport = self.vsctl("get", "Interface", name, "ofport",
+                                    ovs=o).stdout.strip()
                 return ofport.isdigit() and int(ofport) > 0
             wait_until(opened, 10, "%s to open as type=%s" % (
                 name, self.topo.port_type))
 
     def _add_host(self, h, i):
-        hns, ons = self.ns(h.name), self.ns("ovs")
+        hns, ons = self.ns(h.name), self.ns(self.topo.bridge(h.bridge).ovs)
         self._add_veth(hns, "eth0", h.mac, ons, h.name, _mac(0xef, i, 2),
                        self.topo.host_mtu, self.topo.host_queues)
         # Mandatory with the userspace datapath: no partial checksums.
@@ -617,20 +702,22 @@ class Net:
         self._wait_ports()
 
     def _wait_ports(self):
-        def ready():
+        def ready(o):
             out = self.vsctl("--columns=name,ofport", "--format=csv",
                              "--data=bare", "--no-headings", "list",
-                             "Interface").stdout
+                             "Interface", ovs=o).stdout
             ofports = [line.split(",")[1] for line in out.split()]
             return all(p.isdigit() and int(p) > 0 for p in ofports)
-        wait_until(ready, 10, "OVS ports to get OpenFlow port numbers")
+        for o in self.instances.values():
+            wait_until(lambda: ready(o), 10,
+                       "OVS ports to get OpenFlow port numbers (%s)" % o.name)
 
     # ---------------------------------------------------- key server
     def start_pairkeyd(self, miss_policy="hold", listen=None, ns=None,
-                       ssl=None):
+                       ssl=None, ovsdbs=None):
         """Starts pairkeyd (a Pairkeyd, also self.pairkeyd) for this Net;
         it is stopped at teardown."""
-        self.pairkeyd = Pairkeyd(self, miss_policy, listen, ns, ssl)
+        self.pairkeyd = Pairkeyd(self, miss_policy, listen, ns, ssl, ovsdbs)
         self._cleanup.callback(self._stop_pairkeyd, self.pairkeyd)
         return self.pairkeyd.start()
 
@@ -648,18 +735,21 @@ class Net:
         for h in self.topo.hosts:
             self.vsctl("set", "Interface", h.name,
                        "external_ids:pairkey-role=client",
-                       "external_ids:pairkey-id=" + h.name)
+                       "external_ids:pairkey-id=" + h.name,
+                       ovs=self.ovs_of(h.bridge))
         for br in self.topo.bridges:
             if br.wire:
                 self.vsctl("set", "Interface", br.uplink,
-                           "external_ids:pairkey-role=uplink")
+                           "external_ids:pairkey-role=uplink",
+                           ovs=self.ovs_of(br.name))
 
     def set_controller(self, target, bridges=None):
         """Points every bridge (or those named) at controller 'target',
         retrying a lost connection every second at most."""
         for br in bridges or [b.name for b in self.topo.bridges]:
             self.vsctl("set-controller", br, target, "--", "set",
-                       "Controller", br, "max_backoff=1000")
+                       "Controller", br, "max_backoff=1000",
+                       ovs=self.ovs_of(br))
 
     def make_pki(self, name):
         """A new certificate authority pair (ovs-pki init: 'controllerca'
@@ -690,11 +780,12 @@ class Net:
         for name in hosts or [h.name for h in self.topo.hosts]:
             self.pairkeyd.ctl("add-client", name, self.topo.host(name).mac)
 
-    def start_keyserver(self, miss_policy="hold", enroll=True):
-        """pairkeyd on a unix socket, ports marked, every bridge its
-        controller, every host enrolled (if 'enroll'); waits until every
-        bridge is connected and holds the group key (SA 0)."""
-        pk = self.start_pairkeyd(miss_policy)
+    def start_keyserver(self, miss_policy="hold", enroll=True, ovsdbs=None):
+        """pairkeyd on a unix socket (reading 'ovsdbs', default every OVS
+        instance's), ports marked, every bridge its controller, every host
+        enrolled (if 'enroll'); waits until every bridge is connected and
+        holds the group key (SA 0)."""
+        pk = self.start_pairkeyd(miss_policy, ovsdbs=ovsdbs)
         self.mark_ports()
         self.set_controller(pk.listen[1:])          # punix:X -> unix:X
         if enroll:
@@ -713,9 +804,12 @@ class Net:
                        timeout, "every bridge to hold the group key")
 
     def sa_ids(self):
-        """{bridge: set of SA ids it holds} from pairkey/show."""
-        st = pairkey.parse_show(self.appctl("pairkey/show").stdout)
-        return {b.name: set(st.get(b.name, {}).get("sa", {}))
+        """{bridge: set of SA ids it holds} from pairkey/show of the
+        bridge's own ovs-vswitchd."""
+        st = {name: pairkey.parse_show(self.appctl("pairkey/show",
+                                                   ovs=o).stdout)
+              for name, o in self.instances.items()}
+        return {b.name: set(st[b.ovs].get(b.name, {}).get("sa", {}))
                 for b in self.topo.bridges}
 
     # ---------------------------------------------------------- keys
@@ -866,8 +960,8 @@ class Net:
         """{rx queue: frames its XDP program saw} of OVS port 'port' (a
         veth in the ovs namespace; with type=afxdp, every frame it
         receives), from the veth's 'ethtool -S' counters."""
-        out = run(["ip", "netns", "exec", self.ns("ovs"), "ethtool", "-S",
-                   port]).stdout
+        out = run(["ip", "netns", "exec", self.ns(self._port_ovs(port).name),
+                   "ethtool", "-S", port]).stdout
         return {int(m.group(1)): int(m.group(2)) for m in re.finditer(
             r"^\s*rx_queue_(\d+)_xdp_packets: (\d+)$", out, re.M)}
 
@@ -921,15 +1015,18 @@ class Net:
 
     # ---------------------------------------------------- forensics
     def log_lines(self, levels=("WARN", "ERR", "EMER")):
-        """WARN/ERR lines of ovs-vswitchd and, if started, pairkeyd, each
-        prefixed with its log's name."""
-        path = self.ovs.path("ovs-vswitchd.log")
+        """WARN/ERR lines of ovs-vswitchd (of every OVS instance) and, if
+        started, pairkeyd, each prefixed with its log's name (relative to
+        the Net's run directory)."""
         lines = []
-        if os.path.exists(path):
-            with open(path, errors="replace") as f:
-                lines = ["ovs-vswitchd.log: " + line.rstrip("\n")
-                         for line in f
-                         if any("|%s|" % lvl in line for lvl in levels)]
+        for o in self.instances.values():
+            path = o.path("ovs-vswitchd.log")
+            name = os.path.relpath(path, self.ovs.rundir)
+            if os.path.exists(path):
+                with open(path, errors="replace") as f:
+                    lines += ["%s: %s" % (name, line.rstrip("\n"))
+                              for line in f
+                              if any("|%s|" % lvl in line for lvl in levels)]
         if self.pairkeyd:
             lines += ["pairkeyd.log: " + line
                       for line in self.pairkeyd.log_lines(levels)]
@@ -952,17 +1049,24 @@ class Net:
             return lambda: (lambda p: p.stdout + p.stderr)(
                 fn(*args, check=False))
 
-        alive = self.vswitchd is not None and self.vswitchd.alive()
-        save("ovs-vsctl-show.txt", out(self.vsctl, "show"))
-        if alive:
+        for o in self.instances.values():
+            # "" for the first instance, "<name>-" for the others
+            tag = "" if o is self.ovs else o.name + "-"
+            save(tag + "ovs-vsctl-show.txt",
+                 lambda o=o: (lambda p: p.stdout + p.stderr)(
+                     self.vsctl("show", check=False, ovs=o)))
+            if o.vswitchd is None or not o.vswitchd.alive():
+                continue
             for br in self.topo.bridges:
-                save("dump-flows-%s.txt" % br.name,
-                     out(self.ofctl, "dump-flows", br.name))
-                save("dump-ports-%s.txt" % br.name,
-                     out(self.ofctl, "dump-ports", br.name))
-            save("pairkey-show.txt", out(self.appctl, "pairkey/show"))
-            save("coverage-show.txt", out(self.appctl, "coverage/show"))
-            save("dpctl-dump-flows.txt", out(self.appctl, "dpctl/dump-flows"))
+                if self.ovs_of(br.name) is o:
+                    save("dump-flows-%s.txt" % br.name,
+                         out(self.ofctl, "dump-flows", br.name))
+                    save("dump-ports-%s.txt" % br.name,
+                         out(self.ofctl, "dump-ports", br.name))
+            for what in ("pairkey/show", "coverage/show", "dpctl/dump-flows"):
+                save(tag + what.replace("/", "-") + ".txt",
+                     lambda o=o, what=what: (lambda p: p.stdout + p.stderr)(
+                         self.appctl(what, check=False, ovs=o)))
         pk = self.pairkeyd
         if pk is not None and pk.alive():
             for cmd in ("show", "dump", "list-clients", "list-keys"):
@@ -971,6 +1075,8 @@ class Net:
             save("ip-%s.txt" % ns, lambda ns=ns: "".join(
                 run(["ip", "-n", ns, "-s", "-d"] + a, check=False).stdout
                 for a in (["link"], ["addr"], ["neigh"])))
-        for name in sorted(os.listdir(self.ovs.rundir)):
-            if name.endswith((".log", ".stderr", ".pcap")):
-                shutil.copy(self.ovs.path(name), dest)
+        for o in self.instances.values():
+            tag = "" if o is self.ovs else o.name + "-"
+            for name in sorted(os.listdir(o.rundir)):
+                if name.endswith((".log", ".stderr", ".pcap")):
+                    shutil.copy(o.path(name), os.path.join(dest, tag + name))
