@@ -22,15 +22,14 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 os.pardir, "integration"))
-from harness import CommandError, netns_list, run, wait_until  # noqa: E402
+import harness  # noqa: E402
+from harness import run, wait_until  # noqa: E402
 
 HOST_OFPORT = 1
 UPLINK_OFPORT = 100
@@ -77,35 +76,14 @@ def find_ovs(bindir, srcdir):
     return paths, os.path.abspath(schema)
 
 
-class Daemon:
-    """A process in its own session (so a Ctrl-C on the terminal reaches
-    only the benchmark, which then stops it in order), stopped by PID."""
-
-    def __init__(self, name, argv, env, log_path, program=None):
-        if program:
-            # The OVS tree may be relinking it.
-            wait_until(lambda: os.access(program, os.X_OK),
-                       EXEC_RETRY_SECONDS, program)
-        self.name = name
-        self.log_path = log_path
-        self._log = open(log_path, "w")
-        self.proc = subprocess.Popen([str(a) for a in argv], env=env,
-                                     stdin=subprocess.DEVNULL,
-                                     stdout=self._log, stderr=self._log,
-                                     start_new_session=True)
-
-    def alive(self):
-        return self.proc.poll() is None
-
-    def stop(self, sig=signal.SIGTERM, timeout=5.0):
-        if self.alive():
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
+def start_daemon(name, argv, env, log_path, program=None):
+    """Starts a daemon in its own session (so a Ctrl-C on the terminal
+    reaches only the benchmark, which then stops it in order)."""
+    if program:
+        # The OVS tree may be relinking it.
+        wait_until(lambda: os.access(program, os.X_OK),
+                   EXEC_RETRY_SECONDS, program)
+    return harness.Daemon(name, argv, env, log_path, new_session=True)
 
 
 class Net:
@@ -203,25 +181,11 @@ class Net:
         self._cleanup.close()
 
     def _remove_leftovers(self):
-        """Deletes namespaces with this Net's own prefix (never others)."""
-        for ns in netns_list():
-            if ns.startswith(self.prefix):
-                run(["ip", "netns", "del", ns], check=False)
+        harness.del_netns_with_prefix(self.prefix)
 
     def _add_ns(self, ns):
-        run(["ip", "netns", "add", ns])
-        self._cleanup.callback(self._del_ns, ns)
-        # A quiet wire: no IPv6 on any link made later.
-        run(["ip", "netns", "exec", ns, "sysctl", "-q", "-w",
-             "net.ipv6.conf.all.disable_ipv6=1",
-             "net.ipv6.conf.default.disable_ipv6=1"])
-        run(["ip", "-n", ns, "link", "set", "lo", "up"])
-
-    @staticmethod
-    def _del_ns(ns):
-        run(["ip", "netns", "del", ns], check=False)
-        wait_until(lambda: ns not in netns_list(), 10,
-                   "namespace %s to go" % ns)
+        harness.add_quiet_netns(ns)
+        self._cleanup.callback(harness.del_netns, ns)
 
     def _add_veth(self, ns_a, name_a, mac_a, ns_b, name_b, mac_b, mtu):
         """A veth pair made directly inside two namespaces."""
@@ -234,7 +198,7 @@ class Net:
     def _start_ovsdb(self):
         run([self.programs["ovsdb-tool"], "create", self.path("conf.db"),
              self.schema], env=self.env)
-        self.ovsdb = Daemon(
+        self.ovsdb = start_daemon(
             "ovsdb-server",
             ["ip", "netns", "exec", self.ns("ovs"),
              self.programs["ovsdb-server"], self.path("conf.db"),
@@ -255,7 +219,7 @@ class Net:
         if self.switch_cpu is not None:
             # Every thread of vswitchd, PMD threads included, on one CPU.
             pin = ["taskset", "-c", str(self.switch_cpu)]
-        self.vswitchd = Daemon(
+        self.vswitchd = start_daemon(
             "ovs-vswitchd",
             ["ip", "netns", "exec", self.ns("ovs")] + pin +
             [self.programs["ovs-vswitchd"], "--disable-system",

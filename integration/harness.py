@@ -97,6 +97,31 @@ def netns_list():
         return []
 
 
+def add_quiet_netns(ns):
+    """Creates namespace 'ns' with loopback up and IPv6 off, so that links
+    made in it later stay quiet (no DAD, RS or MLD on the wire)."""
+    run(["ip", "netns", "add", ns])
+    run(["ip", "netns", "exec", ns, "sysctl", "-q", "-w",
+         "net.ipv6.conf.all.disable_ipv6=1",
+         "net.ipv6.conf.default.disable_ipv6=1"])
+    run(["ip", "-n", ns, "link", "set", "lo", "up"])
+
+
+def del_netns(ns):
+    """Deletes namespace 'ns' and waits until it is gone."""
+    run(["ip", "netns", "del", ns], check=False)
+    wait_until(lambda: ns not in netns_list(), 10,
+               "namespace %s to go" % ns)
+
+
+def del_netns_with_prefix(prefix):
+    """Deletes leftover namespaces whose names start with 'prefix' (a run's
+    own unique prefix: never anybody else's)."""
+    for ns in netns_list():
+        if ns.startswith(prefix):
+            run(["ip", "netns", "del", ns], check=False)
+
+
 def link_stats(ns, dev):
     """Kernel counters of dev in ns: rx/tx_packets, rx/tx_bytes,
     rx/tx_dropped."""
@@ -294,13 +319,16 @@ class Daemon:
     """A process this harness started (in a namespace via 'ip netns exec',
     which execs, so the Popen PID is the daemon's PID)."""
 
-    def __init__(self, name, argv, env, log_path):
+    def __init__(self, name, argv, env, log_path, new_session=False):
+        """With 'new_session', a Ctrl-C on the terminal does not reach the
+        daemon, so that its owner can stop it in order."""
         self.name = name
         self.log_path = log_path
         self._log = open(log_path, "ab")
         self.proc = subprocess.Popen([str(a) for a in argv], env=env,
                                      stdin=subprocess.DEVNULL,
-                                     stdout=self._log, stderr=self._log)
+                                     stdout=self._log, stderr=self._log,
+                                     start_new_session=new_session)
 
     @property
     def pid(self):

@@ -510,25 +510,11 @@ class Net:
         self._cleanup.close()
 
     def _remove_leftovers(self):
-        """Deletes namespaces carrying this Net's prefix (never others)."""
-        for ns in harness.netns_list():
-            if ns.startswith(self.prefix):
-                run(["ip", "netns", "del", ns], check=False)
+        harness.del_netns_with_prefix(self.prefix)
 
     def _add_ns(self, ns):
-        run(["ip", "netns", "add", ns])
-        self._cleanup.callback(self._del_ns, ns)
-        # Quiet wire: no IPv6 (no DAD, RS, MLD) on any link made later.
-        run(["ip", "netns", "exec", ns, "sysctl", "-q", "-w",
-             "net.ipv6.conf.all.disable_ipv6=1",
-             "net.ipv6.conf.default.disable_ipv6=1"])
-        run(["ip", "-n", ns, "link", "set", "lo", "up"])
-
-    @staticmethod
-    def _del_ns(ns):
-        run(["ip", "netns", "del", ns], check=False)
-        wait_until(lambda: ns not in harness.netns_list(), 10,
-                   "namespace %s to go" % ns)
+        harness.add_quiet_netns(ns)
+        self._cleanup.callback(harness.del_netns, ns)
 
     def _add_veth(self, ns_a, name_a, mac_a, ns_b, name_b, mac_b, mtu,
                   queues=1):
