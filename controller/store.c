@@ -1180,43 +1180,65 @@ find_pair_by_id(struct store *store, int64_t pair_id,
     return error;
 }
 
+/* The schema refused to insert the pair of 'id1' and 'id2' with 'error':
+ * returns a message that says why in the caller's terms, freeing 'error', or
+ * 'error' itself if there is none better. */
+static char * OVS_WARN_UNUSED_RESULT
+explain_pair_insert_error(struct store *store, const char *id1,
+                          const char *id2, char *error)
+{
+    const char *ids[2] = { id1, id2 };
+    char *better = NULL;
+    sqlite3_stmt *stmt;
+    bool found;
+
+    for (int i = 0; i < 2 && !better; i++) {
+        char *e = find_client(store, S_CLIENT_BY_ID, ids[i], eth_addr_zero,
+                              NULL, &found);
+        if (!e && !found) {
+            better = xasprintf("unknown client '%s'", ids[i]);
+        }
+        free(e);
+    }
+
+    stmt = stmt_get(store, S_PAIR_LAST_ID);
+    if (!better && sqlite3_step(stmt) == SQLITE_ROW
+        && sqlite3_column_int64(stmt, 0) >= STORE_PAIR_ID_MAX) {
+        better = xasprintf("%s: no pair ids left", store->op);
+    }
+    stmt_done(stmt);
+
+    if (better) {
+        free(error);
+        return better;
+    }
+    return error;
+}
+
+/* Creates the key of pair ('id_a', 'id_b'), which is ('id1', 'id2') in
+ * order, unless it exists.  'checked' is true if the caller already looked
+ * for it in this transaction. */
 static char * OVS_WARN_UNUSED_RESULT
 create_pair_key__(struct store *store, const char *id1, const char *id2,
                   const char *id_a, const char *id_b,
                   const char *switch_name, const char *reason,
-                  struct store_pair_key *pk, bool *created)
+                  struct store_pair_key *pk, bool *created, bool checked)
 {
     uint8_t key[STORE_KEY_LEN];
     sqlite3_stmt *stmt;
     char *error;
     bool found;
 
-    /* Another program may have created it meanwhile. */
-    error = find_pair_by_ids(store, id_a, id_b, pk, &found);
-    if (error || found) {
-        return error;
-    }
-
-    const char *ids[2] = { id1, id2 };
-    for (int i = 0; i < 2; i++) {
-        error = find_client(store, S_CLIENT_BY_ID, ids[i], eth_addr_zero,
-                            NULL, &found);
-        if (error || !found) {
-            return error ? error : xasprintf("unknown client '%s'", ids[i]);
+    /* Another program may have created it since the caller looked. */
+    if (!checked) {
+        error = find_pair_by_ids(store, id_a, id_b, pk, &found);
+        if (error || found) {
+            return error;
         }
     }
 
-    /* The schema refuses more, but this makes a better message. */
-    stmt = stmt_get(store, S_PAIR_LAST_ID);
-    if (stmt_step(store, stmt, &error) == SQLITE_ROW
-        && sqlite3_column_int64(stmt, 0) >= STORE_PAIR_ID_MAX) {
-        error = xasprintf("%s: no pair ids left", store->op);
-    }
-    stmt_done(stmt);
-    if (error) {
-        return error;
-    }
-
+    /* The schema refuses unknown clients and pair ids beyond
+     * STORE_PAIR_ID_MAX; explain_pair_insert_error() says which. */
     randombytes_buf(key, sizeof key);
     long long int now = time_wall_msec();
     stmt = stmt_get(store, S_PAIR_INSERT);
@@ -1227,7 +1249,7 @@ create_pair_key__(struct store *store, const char *id1, const char *id2,
     error = stmt_exec(store, stmt);
     if (error) {
         store_key_wipe(key, sizeof key);
-        return error;
+        return explain_pair_insert_error(store, id1, id2, error);
     }
 
     memset(pk, 0, sizeof *pk);
@@ -1272,7 +1294,9 @@ store_get_pair_key(struct store *store, const char *id1, const char *id2,
     id_b = id_a == id1 ? id2 : id1;
     set_op(store, "cannot get key for clients '%s' and '%s'", id_a, id_b);
 
-    /* Most requests are for a key that already exists: no lock needed. */
+    /* Most requests are for a key that already exists: no lock needed.
+     * Inside an open batch, this lookup already holds the write lock. */
+    bool locked = store->batch && store->batch_open;
     error = find_pair_by_ids(store, id_a, id_b, pk, &found);
     if (error || found) {
         goto out;
@@ -1281,7 +1305,7 @@ store_get_pair_key(struct store *store, const char *id1, const char *id2,
     error = change_begin(store);
     if (!error) {
         error = create_pair_key__(store, id1, id2, id_a, id_b, switch_name,
-                                  reason, pk, created);
+                                  reason, pk, created, locked);
     }
     error = change_end(store, error);
 
