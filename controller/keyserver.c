@@ -80,6 +80,17 @@ struct sa_entry {
     uint32_t version;
 };
 
+/* A pair flow as last sent to a switch.  Frames that miss while the flow is
+ * on its way arrive as repeated key requests; those are answered from here
+ * (the flow again, then the held frame) without touching the store. */
+struct pair_flow {
+    struct hmap_node node;      /* In struct pk_switch's 'pair_flows'. */
+    uint8_t table_id;
+    struct eth_addr src;
+    struct eth_addr dst;
+    struct ofpbuf *flow_mod;    /* The encoded OFPFC_ADD. */
+};
+
 /* A flow of the base pipeline, to delete it when it is no longer wanted. */
 struct base_flow {
     uint8_t table_id;
@@ -99,15 +110,20 @@ struct pk_switch {
     enum ofputil_protocol protocol;
 
     struct mark *marks;         /* From OVSDB, for 'dpid'. */
+    struct eth_addr *macs;      /* Enrolled MAC of each client mark, or
+                                 * eth_addr_zero. */
     size_t n_marks;
+    struct hmap pair_flows;     /* Contains "struct pair_flow"s. */
 
     struct hmap sas;            /* Contains "struct sa_entry"s. */
     struct base_flow *base;     /* Base pipeline as last installed. */
     size_t n_base;
 };
 
-/* A key version this process handed to a bridge (by dpid), in any of its
- * connections: a version must never reach a bridge twice. */
+/* The latest version of key 'sa_id' that this process handed to a bridge
+ * (by dpid), in any of its connections: a version must never reach a bridge
+ * twice.  Versions only grow and only the current one is ever handed out,
+ * so older versions need no record. */
 struct held {
     struct hmap_node node;      /* In struct keyserver's 'held'. */
     uint64_t dpid;
@@ -116,8 +132,9 @@ struct held {
     uint64_t conn_seq;
 };
 
-/* A key version issued by this process.  Versions issued before it started
- * may have been installed anywhere, so they are rotated before use. */
+/* The latest version of key 'sa_id' issued by this process.  Versions issued
+ * before it started may have been installed anywhere, so they are rotated
+ * before use. */
 struct issued {
     struct hmap_node node;
     int64_t sa_id;
@@ -143,6 +160,7 @@ struct keyserver {
     /* Statistics. */
     uint64_t n_requests;
     uint64_t n_refused;
+    uint64_t n_repeated;        /* Answered from 'pair_flows'. */
     uint64_t n_keys_issued;
 };
 
@@ -216,16 +234,33 @@ switch_find_sa(const struct pk_switch *sw, int64_t sa_id)
     return NULL;
 }
 
-static struct held *
-find_held(const struct keyserver *ks, uint64_t dpid, int64_t sa_id,
-          uint32_t version)
+static uint32_t
+held_hash(uint64_t dpid, int64_t sa_id)
 {
-    uint32_t hash = hash_3words(dpid, sa_id, version);
+    return hash_uint64_basis(dpid, hash_uint64(sa_id));
+}
+
+static struct held *
+find_held(const struct keyserver *ks, uint64_t dpid, int64_t sa_id)
+{
     struct held *h;
 
-    HMAP_FOR_EACH_WITH_HASH (h, node, hash, &ks->held) {
-        if (h->dpid == dpid && h->sa_id == sa_id && h->version == version) {
+    HMAP_FOR_EACH_WITH_HASH (h, node, held_hash(dpid, sa_id), &ks->held) {
+        if (h->dpid == dpid && h->sa_id == sa_id) {
             return h;
+        }
+    }
+    return NULL;
+}
+
+static struct issued *
+find_issued(const struct keyserver *ks, int64_t sa_id)
+{
+    struct issued *is;
+
+    HMAP_FOR_EACH_WITH_HASH (is, node, sa_hash(sa_id), &ks->issued) {
+        if (is->sa_id == sa_id) {
+            return is;
         }
     }
     return NULL;
@@ -234,28 +269,63 @@ find_held(const struct keyserver *ks, uint64_t dpid, int64_t sa_id,
 static bool
 was_issued_here(const struct keyserver *ks, int64_t sa_id, uint32_t version)
 {
-    struct issued *is;
+    const struct issued *is = find_issued(ks, sa_id);
 
-    HMAP_FOR_EACH_WITH_HASH (is, node, hash_2words(sa_id, version),
-                             &ks->issued) {
-        if (is->sa_id == sa_id && is->version == version) {
-            return true;
-        }
-    }
-    return false;
+    return is && is->version == version;
 }
 
 static void
 note_issued(struct keyserver *ks, int64_t sa_id, uint32_t version)
 {
-    if (!was_issued_here(ks, sa_id, version)) {
-        struct issued *is = xmalloc(sizeof *is);
+    struct issued *is = find_issued(ks, sa_id);
 
+    if (!is) {
+        is = xmalloc(sizeof *is);
         is->sa_id = sa_id;
-        is->version = version;
-        hmap_insert(&ks->issued, &is->node, hash_2words(sa_id, version));
-        ks->n_keys_issued++;
+        hmap_insert(&ks->issued, &is->node, sa_hash(sa_id));
+    } else if (is->version == version) {
+        return;
     }
+    is->version = version;
+    ks->n_keys_issued++;
+}
+
+static int
+compare_sa_ids(const void *a_, const void *b_)
+{
+    const int64_t *a = a_, *b = b_;
+
+    return *a < *b ? -1 : *a > *b;
+}
+
+/* Forgets the 'n' keys in 'sa_ids', which no longer exist (pair ids are
+ * never reused). */
+static void
+forget_keys(struct keyserver *ks, const int64_t *sa_ids, size_t n)
+{
+    int64_t *sorted;
+    struct held *h;
+
+    if (!n) {
+        return;
+    }
+    sorted = xmemdup(sa_ids, n * sizeof *sa_ids);
+    qsort(sorted, n, sizeof *sorted, compare_sa_ids);
+    for (size_t i = 0; i < n; i++) {
+        struct issued *is = find_issued(ks, sorted[i]);
+
+        if (is) {
+            hmap_remove(&ks->issued, &is->node);
+            free(is);
+        }
+    }
+    HMAP_FOR_EACH_SAFE (h, node, &ks->held) {
+        if (bsearch(&h->sa_id, sorted, n, sizeof *sorted, compare_sa_ids)) {
+            hmap_remove(&ks->held, &h->node);
+            free(h);
+        }
+    }
+    free(sorted);
 }
 
 /* A switch may receive version 'key->version' only if this process issued
@@ -271,8 +341,8 @@ key_is_fresh_for(const struct keyserver *ks, const struct pk_switch *sw,
     if (!was_issued_here(ks, key->sa_id, key->version)) {
         return false;
     }
-    h = find_held(ks, sw->dpid, key->sa_id, key->version);
-    return !h || h->conn_seq == sw->conn_seq;
+    h = find_held(ks, sw->dpid, key->sa_id);
+    return !h || h->version != key->version || h->conn_seq == sw->conn_seq;
 }
 
 /* Sending. */
@@ -298,19 +368,23 @@ switch_send(struct pk_switch *sw, struct ofpbuf *msg)
     }
 }
 
-/* Sends the messages held for 'sw', or discards them (wiping any key) if
- * 'discard'. */
+/* Sends the messages held for 'sw', with as few system calls as the
+ * connection allows, or discards them (wiping any key) if 'discard'. */
 static void
 switch_flush(struct pk_switch *sw, bool discard)
 {
-    struct ofpbuf *msg;
+    if (!discard && !ovs_list_is_empty(&sw->pending)) {
+        int error = rconn_send_many(sw->rconn, &sw->pending, NULL);
 
-    LIST_FOR_EACH_POP (msg, list_node, &sw->pending) {
-        if (discard) {
+        if (error) {
+            VLOG_INFO_RL(&rl, "%s: send: %s", sw->name, ovs_strerror(error));
+        }
+    } else {
+        struct ofpbuf *msg;
+
+        LIST_FOR_EACH_POP (msg, list_node, &sw->pending) {
             explicit_bzero(msg->data, msg->size);
             ofpbuf_delete(msg);
-        } else {
-            switch_send_now(sw, msg);
         }
     }
 }
@@ -383,15 +457,14 @@ install_key(struct keyserver *ks, struct pk_switch *sw, const struct key *key)
     }
     e->version = key->version;
 
-    h = find_held(ks, sw->dpid, key->sa_id, key->version);
+    h = find_held(ks, sw->dpid, key->sa_id);
     if (!h) {
         h = xmalloc(sizeof *h);
         h->dpid = sw->dpid;
         h->sa_id = key->sa_id;
-        h->version = key->version;
-        hmap_insert(&ks->held, &h->node,
-                    hash_3words(sw->dpid, key->sa_id, key->version));
+        hmap_insert(&ks->held, &h->node, held_hash(sw->dpid, key->sa_id));
     }
+    h->version = key->version;
     h->conn_seq = sw->conn_seq;
 }
 
@@ -413,6 +486,86 @@ delete_key(struct pk_switch *sw, int64_t sa_id)
         hmap_remove(&sw->sas, &e->node);
         free(e);
     }
+}
+
+/* Pair flows. */
+
+static uint32_t
+pair_flow_hash(uint8_t table_id, struct eth_addr src, struct eth_addr dst)
+{
+    return hash_uint64_basis(eth_addr_to_uint64(dst),
+                             hash_uint64_basis(eth_addr_to_uint64(src),
+                                               table_id));
+}
+
+static struct pair_flow *
+switch_find_pair_flow(const struct pk_switch *sw, uint8_t table_id,
+                      struct eth_addr src, struct eth_addr dst)
+{
+    struct pair_flow *pf;
+
+    HMAP_FOR_EACH_WITH_HASH (pf, node, pair_flow_hash(table_id, src, dst),
+                             &sw->pair_flows) {
+        if (pf->table_id == table_id && eth_addr_equals(pf->src, src)
+            && eth_addr_equals(pf->dst, dst)) {
+            return pf;
+        }
+    }
+    return NULL;
+}
+
+static void
+switch_forget_pair_flows(struct pk_switch *sw)
+{
+    struct pair_flow *pf;
+
+    HMAP_FOR_EACH_POP (pf, node, &sw->pair_flows) {
+        ofpbuf_delete(pf->flow_mod);
+        free(pf);
+    }
+}
+
+/* Sends the pair flow in 'table_id' from 'src' to 'dst' that does
+ * 'ofpacts', and remembers it. */
+static void
+send_pair_flow(struct pk_switch *sw, uint8_t table_id, struct eth_addr src,
+               struct eth_addr dst, const struct ofpbuf *ofpacts,
+               uint64_t cookie)
+{
+    struct pair_flow *pf = switch_find_pair_flow(sw, table_id, src, dst);
+    struct ofputil_flow_mod fm = {
+        .priority = 100,
+        .new_cookie = htonll(cookie),
+        .table_id = table_id,
+        .command = OFPFC_ADD,
+        .buffer_id = UINT32_MAX,
+        .out_port = OFPP_ANY,
+        .out_group = OFPG_ANY,
+        .ofpacts = ofpacts->data,
+        .ofpacts_len = ofpacts->size,
+    };
+    struct match match;
+    struct ofpbuf *msg;
+
+    match_init_catchall(&match);
+    match_set_dl_src(&match, src);
+    match_set_dl_dst(&match, dst);
+    minimatch_init(&fm.match, &match);
+    msg = ofputil_encode_flow_mod(&fm, sw->protocol);
+    minimatch_destroy(&fm.match);
+
+    if (!pf) {
+        pf = xmalloc(sizeof *pf);
+        pf->table_id = table_id;
+        pf->src = src;
+        pf->dst = dst;
+        hmap_insert(&sw->pair_flows, &pf->node,
+                    pair_flow_hash(table_id, src, dst));
+    } else {
+        ofpbuf_delete(pf->flow_mod);
+    }
+    pf->flow_mod = ofpbuf_clone(msg);
+    switch_send(sw, msg);
 }
 
 /* Switches. */
@@ -442,6 +595,16 @@ switch_find_mark(const struct pk_switch *sw, ofp_port_t ofport)
     return NULL;
 }
 
+/* Stores the enrolled client of client mark 'mark' of 'sw' in 'client'. */
+static void
+mark_client(const struct pk_switch *sw, const struct mark *mark,
+            struct store_client *client)
+{
+    memset(client, 0, sizeof *client);
+    ovs_strlcpy(client->id, mark->client_id, sizeof client->id);
+    client->mac = sw->macs[mark - sw->marks];
+}
+
 static const struct mark *
 switch_uplink(const struct pk_switch *sw)
 {
@@ -466,6 +629,7 @@ keyserver_add_switch(struct keyserver *ks, struct vconn *vconn)
     sw->conn_seq = ks->next_conn_seq++;
     sw->name = xstrdup(vconn_get_name(vconn));
     hmap_init(&sw->sas);
+    hmap_init(&sw->pair_flows);
     ovs_list_push_back(&ks->switches, &sw->list_node);
 }
 
@@ -478,6 +642,9 @@ switch_destroy(struct pk_switch *sw)
     rconn_destroy(sw->rconn);
     free(sw->name);
     marks_free(sw->marks, sw->n_marks);
+    free(sw->macs);
+    switch_forget_pair_flows(sw);
+    hmap_destroy(&sw->pair_flows);
     HMAP_FOR_EACH_POP (e, node, &sw->sas) {
         free(e);
     }
@@ -666,15 +833,22 @@ switch_program(struct keyserver *ks, struct pk_switch *sw)
 
     /* Only enrolled clients' ports get anything: a revoked client's host
      * must not even see its neighbours' broadcasts. */
-    struct store_client *clients = xcalloc(sw->n_marks + 1,
-                                           sizeof *clients);
+    free(sw->macs);
+    sw->macs = xcalloc(sw->n_marks + 1, sizeof *sw->macs);
     bool *enrolled = xcalloc(sw->n_marks + 1, sizeof *enrolled);
     for (size_t i = 0; i < sw->n_marks; i++) {
+        struct store_client client;
+
         enrolled[i] = (sw->marks[i].role == MARK_CLIENT
                        && store_find_client_by_id(ks->store,
                                                   sw->marks[i].client_id,
-                                                  &clients[i]));
+                                                  &client));
+        sw->macs[i] = enrolled[i] ? client.mac : eth_addr_zero;
     }
+
+    /* The ports or clients behind the pair flows may have changed: the
+     * next request for each pair goes through the store again. */
+    switch_forget_pair_flows(sw);
 
     /* Table 0: which port may send what. */
     match_init_catchall(&match);
@@ -694,20 +868,18 @@ switch_program(struct keyserver *ks, struct pk_switch *sw)
             add_base_flow(sw, &flows, &n, &allocated, TABLE_PORTS, 100,
                           &match, &ofpacts);
         } else {
-            const struct store_client *client = &clients[i];
-
             if (!enrolled[i]) {
                 continue;
             }
             any_client = true;
-            match_set_dl_src(&match, client->mac);
+            match_set_dl_src(&match, sw->macs[i]);
             ofpact_put_GOTO_TABLE(&ofpacts)->table_id = TABLE_SEND;
             add_base_flow(sw, &flows, &n, &allocated, TABLE_PORTS, 100,
                           &match, &ofpacts);
 
             /* Table 2: frames for this client are key requests. */
             match_init_catchall(&match);
-            match_set_dl_dst(&match, client->mac);
+            match_set_dl_dst(&match, sw->macs[i]);
             ofpbuf_clear(&ofpacts);
             put_controller(&ofpacts);
             add_base_flow(sw, &flows, &n, &allocated, TABLE_RECV, 10,
@@ -717,7 +889,7 @@ switch_program(struct keyserver *ks, struct pk_switch *sw)
              * clear to the other clients of this bridge and under the group
              * key to the uplink. */
             match_init_catchall(&match);
-            match_set_dl_src(&match, client->mac);
+            match_set_dl_src(&match, sw->macs[i]);
             match_set_dl_dst_masked(&match, group_bit, group_bit);
             ofpbuf_clear(&ofpacts);
             for (size_t k = 0; k < sw->n_marks; k++) {
@@ -770,7 +942,6 @@ switch_program(struct keyserver *ks, struct pk_switch *sw)
     sw->base = flows;
     sw->n_base = n;
     ofpbuf_uninit(&ofpacts);
-    free(clients);
     free(enrolled);
 
     /* The group key, for every bridge that has clients. */
@@ -819,25 +990,18 @@ install_pair_flows(struct keyserver *ks, const struct store_client *a,
         }
 
         struct ofpbuf ofpacts;
-        struct match match;
 
         ofpbuf_init(&ofpacts, 64);
-        match_init_catchall(&match);
-        match_set_dl_src(&match, me->mac);
-        match_set_dl_dst(&match, peer->mac);
         ofpact_put_ENCRYPT(&ofpacts)->sa_id = key->sa_id;
         put_output(&ofpacts, uplink->ofport);
-        send_flow_mod(sw, OFPFC_ADD, TABLE_SEND, 100, &match, &ofpacts,
-                      key->sa_id, 0);
+        send_pair_flow(sw, TABLE_SEND, me->mac, peer->mac, &ofpacts,
+                       key->sa_id);
 
-        match_init_catchall(&match);
-        match_set_dl_src(&match, peer->mac);
-        match_set_dl_dst(&match, me->mac);
         ofpbuf_clear(&ofpacts);
         ofpact_put_DECRYPT(&ofpacts)->sa_id = key->sa_id;
         put_output(&ofpacts, port);
-        send_flow_mod(sw, OFPFC_ADD, TABLE_RECV, 100, &match, &ofpacts,
-                      key->sa_id, 0);
+        send_pair_flow(sw, TABLE_RECV, peer->mac, me->mac, &ofpacts,
+                       key->sa_id);
         ofpbuf_uninit(&ofpacts);
     }
 }
@@ -849,15 +1013,11 @@ install_local_flow(struct pk_switch *sw, const struct store_client *from,
                    const struct store_client *to, ofp_port_t to_port)
 {
     struct ofpbuf ofpacts;
-    struct match match;
 
     ofpbuf_init(&ofpacts, 16);
-    match_init_catchall(&match);
-    match_set_dl_src(&match, from->mac);
-    match_set_dl_dst(&match, to->mac);
     put_output(&ofpacts, to_port);
-    send_flow_mod(sw, OFPFC_ADD, TABLE_SEND, 100, &match, &ofpacts,
-                  LOCAL_COOKIE, 0);
+    send_pair_flow(sw, TABLE_SEND, from->mac, to->mac, &ofpacts,
+                   LOCAL_COOKIE);
     ofpbuf_uninit(&ofpacts);
 }
 
@@ -896,6 +1056,26 @@ release_packet(struct keyserver *ks, struct pk_switch *sw,
         switch_send(sw, ofputil_encode_packet_out(&po, sw->protocol));
         ofpbuf_uninit(&ofpacts);
     }
+}
+
+/* Answers a request for a pair flow that 'sw' already was sent (the frame
+ * missed while the flow was on its way): the flow again, then the frame.
+ * Returns false if there is no such flow. */
+static bool
+answer_from_memory(struct keyserver *ks, struct pk_switch *sw,
+                   const struct ofputil_packet_in *pi, uint8_t table_id,
+                   const struct flow *flow)
+{
+    const struct pair_flow *pf = switch_find_pair_flow(sw, table_id,
+                                                       flow->dl_src,
+                                                       flow->dl_dst);
+    if (!pf) {
+        return false;
+    }
+    ks->n_repeated++;
+    switch_send(sw, ofpbuf_clone(pf->flow_mod));
+    release_packet(ks, sw, pi, flow->in_port.ofp_port);
+    return true;
 }
 
 static void
@@ -937,9 +1117,9 @@ answer_request(struct keyserver *ks, struct pk_switch *sw,
     }
     if (created) {
         note_issued(ks, pk.pair_id, pk.version);
-        VLOG_INFO("%s: issued key %"PRId64" for %s and %s (version %"
-                  PRIu32")", sw->name, pk.pair_id, pk.id_a, pk.id_b,
-                  pk.version);
+        VLOG_DBG("%s: issued key %"PRId64" for %s and %s (version %"
+                 PRIu32")", sw->name, pk.pair_id, pk.id_a, pk.id_b,
+                 pk.version);
     }
     key_from_pair(&key, &pk);
     store_key_wipe(&pk, sizeof pk);
@@ -964,14 +1144,20 @@ process_send_request(struct keyserver *ks, struct pk_switch *sw,
         refuse(ks, sw, "port is not a client port", flow);
         return;
     }
-    if (!store_find_client_by_id(ks->store, mark->client_id, &me)
-        || !eth_addr_equals(me.mac, flow->dl_src)) {
+    if (eth_addr_is_zero(sw->macs[mark - sw->marks])
+        || !eth_addr_equals(sw->macs[mark - sw->marks], flow->dl_src)) {
         refuse(ks, sw, "source is not the port's enrolled client", flow);
         return;
     }
     if (eth_addr_is_multicast(flow->dl_dst)) {
         return;
     }
+
+    if (answer_from_memory(ks, sw, pi, TABLE_SEND, flow)) {
+        return;
+    }
+
+    mark_client(sw, mark, &me);
     if (!store_find_client_by_mac(ks->store, flow->dl_dst, &peer)) {
         refuse(ks, sw, "destination is not enrolled", flow);
         install_refusal(sw, TABLE_SEND, flow->dl_src, flow->dl_dst);
@@ -999,23 +1185,26 @@ process_recv_request(struct keyserver *ks, struct pk_switch *sw,
                      const struct ofputil_packet_in *pi,
                      const struct flow *flow)
 {
+    const struct mark *mark = NULL;
     struct store_client me, peer;
-    const struct mark *mark;
-    bool local = false;
 
     for (size_t i = 0; i < sw->n_marks; i++) {
-        mark = &sw->marks[i];
-        if (mark->role == MARK_CLIENT
-            && store_find_client_by_id(ks->store, mark->client_id, &me)
-            && eth_addr_equals(me.mac, flow->dl_dst)) {
-            local = true;
+        if (!eth_addr_is_zero(sw->macs[i])
+            && eth_addr_equals(sw->macs[i], flow->dl_dst)) {
+            mark = &sw->marks[i];
             break;
         }
     }
-    if (!local) {
+    if (!mark) {
         refuse(ks, sw, "destination is not a client of this bridge", flow);
         return;
     }
+
+    if (answer_from_memory(ks, sw, pi, TABLE_RECV, flow)) {
+        return;
+    }
+
+    mark_client(sw, mark, &me);
     if (!store_find_client_by_mac(ks->store, flow->dl_src, &peer)
         || !strcmp(peer.id, me.id)) {
         refuse(ks, sw, "source is not an enrolled client", flow);
@@ -1257,6 +1446,7 @@ keyserver_client_removed(struct keyserver *ks, struct eth_addr mac,
             delete_key(sw, pair_ids[i]);
         }
     }
+    forget_keys(ks, pair_ids, n);
 }
 
 void
@@ -1272,6 +1462,8 @@ keyserver_format_status(const struct keyserver *ks, struct ds *s)
                   ks->miss_policy == MISS_HOLD ? "hold" : "drop");
     ds_put_format(s, "key requests: %"PRIu64" (%"PRIu64" refused)\n",
                   ks->n_requests, ks->n_refused);
+    ds_put_format(s, "repeated requests answered from memory: %"PRIu64"\n",
+                  ks->n_repeated);
     ds_put_format(s, "key versions issued: %"PRIu64"\n", ks->n_keys_issued);
     ds_put_cstr(s, "switches:\n");
     LIST_FOR_EACH (sw, list_node, &ks->switches) {

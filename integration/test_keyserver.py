@@ -135,6 +135,13 @@ def key_requests(pk):
     return int(m.group(1)), int(m.group(2))
 
 
+def repeated_requests(pk):
+    """Requests answered from memory, from 'pairkeyctl show'."""
+    m = re.search(r"^repeated requests answered from memory: (\d+)$",
+                  pk.ctl("show").stdout, re.M)
+    return int(m.group(1))
+
+
 def flow_packets(net, bridge, table, match):
     """n_packets of the flow in 'table' of 'bridge' whose match is exactly
     'match' (as dump-flows prints it, e.g. 'priority=90,in_port=1')."""
@@ -326,6 +333,44 @@ def test_first_packet_of_a_new_pair(needs_pairkeyd, make_net, policy):
     assert net.ping("h3", "h1", count=3)
     assert set(pk.dump()["pairs"]) == {frozenset(("h1", "h2")),
                                        frozenset(("h1", "h3"))}
+
+
+@pytest.mark.allow_log(REFUSED_REVOKED)
+def test_repeated_request_answered_from_memory(ks):
+    """4b. br1 loses its h1 -> h2 flow behind pairkeyd's back: h1's next
+    frame is a repeated request, answered from memory: the same flow comes
+    back, the held echo request is delivered, and no key is created or
+    rotated.  Once h2 is revoked, h1's frames to h2 get no flow back, only
+    the refusal."""
+    net, pk = ks
+    net.static_arp()
+    net.wait_ping("h1", "h2")
+    dump = pk.dump()
+    h1, h2 = net.topo.host("h1").mac, net.topo.host("h2").mac
+    match = "table=1,dl_src=%s,dl_dst=%s" % (h1, h2)
+
+    def pair_flow_actions():
+        out = net.ofctl("dump-flows", "br1", match).stdout
+        return [line.split(" actions=")[1] for line in out.splitlines()
+                if "priority=100," in line]
+
+    actions = pair_flow_actions()
+    assert len(actions) == 1 and actions[0].startswith("encrypt:"), actions
+    shown = repeated_requests(pk)
+    net.ofctl("del-flows", "br1", match)
+    assert not pair_flow_actions()
+    assert net.ping("h1", "h2"), "the held echo request was lost"
+    assert pair_flow_actions() == actions
+    assert repeated_requests(pk) > shown
+    assert pk.dump() == dump, "a repeated request changed the store"
+
+    pk.ctl("del-client", "h2")
+    wait_until(lambda: not pair_flow_actions(), 1, "h1 -> h2 flow to go")
+    assert not net.ping("h1", "h2")
+    flows = net.ofctl("dump-flows", "br1", "table=1,dl_dst=%s" % h2).stdout
+    assert "encrypt" not in flows, flows
+    assert "priority=50,dl_src=%s,dl_dst=%s actions=drop" % (h1, h2) \
+        in flows, flows
 
 
 # ------------------------------------------------------------ restarts
