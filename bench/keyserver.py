@@ -60,6 +60,8 @@ class Bench:
         self.dir = tempfile.mkdtemp(prefix="pk-keyserver-")
         self.ovs_bin = os.path.abspath(args.ovs_bin)
         self.ovs_src = os.path.abspath(args.ovs_src)
+        self.profiled = None        # pairkeyd process to profile, if any.
+        self.profiles = []          # (phase, perf data file)
 
     # Processes.
 
@@ -271,8 +273,23 @@ class Bench:
             argv.append("--wait-sa")
         if warmup:
             argv.append("--warmup")
+        perf = None
+        if self.profiled is not None:
+            data = self.path("perf-%d.data" % len(self.profiles))
+            self.profiles.append(("%s window %d" % (mode, window), data))
+            perf = subprocess.Popen(
+                ["perf", "record", "-q", "-p", str(self.profiled.pid),
+                 "-o", data], stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL)
+            time.sleep(0.5)
+        try:
+            out = self.run(argv)
+        finally:
+            if perf is not None:
+                perf.send_signal(signal.SIGINT)
+                perf.wait()
         phases = {}
-        for line in self.run(argv).splitlines():
+        for line in out.splitlines():
             r = dict(kv.split("=", 1) for kv in line.split())
             for k in ("sent", "answered", "lost", "unmatched", "flow_mods",
                       "sa_mods", "packet_outs"):
@@ -328,8 +345,11 @@ class Bench:
         db = self.path("small.db")
         self.make_store(db, a.clients)
         pk, sock, ctl = self.start_pairkeyd(db, "small")
+        if a.perf:
+            self.profiled = pk
         results.update(self.pairkeyd_phases(sock, 0, "small DB:"))
         status = self.appctl(ctl, "pairkey/show")
+        self.profiled = None
         self.stop(pk)
         small_bytes = db_bytes(db)
         small_keys = count_rows(self, db, "pair_keys")
@@ -339,8 +359,22 @@ class Bench:
             large = self.large(results)
 
         print_results(a, results, small_bytes, small_keys, large)
+        self.print_profiles()
         if a.verbose:
             print("\npairkeyd status after the small run:\n" + status)
+
+    def print_profiles(self):
+        """Where pairkeyd spent its CPU time in each phase (--perf)."""
+        for phase, data in self.profiles:
+            report = subprocess.run(
+                ["perf", "report", "-i", data, "--stdio", "--sort",
+                 "dso,sym", "--percent-limit", "1.5"],
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                text=True).stdout
+            lines = [l for l in report.splitlines()
+                     if l.strip() and not l.startswith("#")]
+            print("\npairkeyd profile, %s:" % phase)
+            print("\n".join(lines[:25]))
 
     def large(self, results):
         a = self.args
@@ -489,6 +523,9 @@ def main():
     p.add_argument("--keep", action="store_true",
                    help="keep the temporary directory (logs, databases)")
     p.add_argument("--verbose", action="store_true")
+    p.add_argument("--perf", action="store_true",
+                   help="profile pairkeyd (small DB) in each phase with "
+                   "perf record and print the top symbols")
     args = p.parse_args()
 
     bench = Bench(args)
