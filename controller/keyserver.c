@@ -45,6 +45,7 @@
 #include "openvswitch/vlog.h"
 #include "openvswitch/ofp-util.h"
 #include "packets.h"
+#include "request.h"
 #include "socket-util.h"
 #include "store.h"
 #include "util.h"
@@ -585,27 +586,6 @@ find_switch(const struct keyserver *ks, uint64_t dpid)
 }
 
 static const struct mark *
-switch_find_mark(const struct pk_switch *sw, ofp_port_t ofport)
-{
-    for (size_t i = 0; i < sw->n_marks; i++) {
-        if (sw->marks[i].ofport == ofport) {
-            return &sw->marks[i];
-        }
-    }
-    return NULL;
-}
-
-/* Stores the enrolled client of client mark 'mark' of 'sw' in 'client'. */
-static void
-mark_client(const struct pk_switch *sw, const struct mark *mark,
-            struct store_client *client)
-{
-    memset(client, 0, sizeof *client);
-    ovs_strlcpy(client->id, mark->client_id, sizeof client->id);
-    client->mac = sw->macs[mark - sw->marks];
-}
-
-static const struct mark *
 switch_uplink(const struct pk_switch *sw)
 {
     for (size_t i = 0; i < sw->n_marks; i++) {
@@ -1128,51 +1108,60 @@ answer_request(struct keyserver *ks, struct pk_switch *sw,
     return true;
 }
 
-/* A frame from client port 'in_port' to a destination without a flow. */
+/* Refuses the request 'req' made by the frame 'flow'. */
+static void
+refuse_request(struct keyserver *ks, struct pk_switch *sw,
+               const struct request *req, uint8_t table_id,
+               const struct flow *flow)
+{
+    refuse(ks, sw, req->why, flow);
+    if (req->drop_pair) {
+        install_refusal(sw, table_id, flow->dl_src, flow->dl_dst);
+    }
+}
+
+static struct request_ports
+switch_ports(const struct pk_switch *sw)
+{
+    return (struct request_ports) {
+        .marks = sw->marks, .macs = sw->macs, .n = sw->n_marks,
+    };
+}
+
+/* A frame from a client port to a destination without a flow. */
 static void
 process_send_request(struct keyserver *ks, struct pk_switch *sw,
                      const struct ofputil_packet_in *pi,
                      const struct flow *flow)
 {
+    struct request_ports ports = switch_ports(sw);
     ofp_port_t in_port = flow->in_port.ofp_port;
-    const struct mark *mark = switch_find_mark(sw, in_port);
-    struct store_client me, peer;
     ofp_port_t peer_port;
+    struct request req;
     uint64_t peer_dpid;
 
-    if (!mark || mark->role != MARK_CLIENT) {
-        refuse(ks, sw, "port is not a client port", flow);
-        return;
+    request_judge_send(NULL, &ports, in_port, flow->dl_src, flow->dl_dst,
+                       &req);
+    if (req.verdict == REQUEST_PAIR) {
+        if (answer_from_memory(ks, sw, pi, TABLE_SEND, flow)) {
+            return;
+        }
+        request_judge_send(ks->store, &ports, in_port, flow->dl_src,
+                           flow->dl_dst, &req);
     }
-    if (eth_addr_is_zero(sw->macs[mark - sw->marks])
-        || !eth_addr_equals(sw->macs[mark - sw->marks], flow->dl_src)) {
-        refuse(ks, sw, "source is not the port's enrolled client", flow);
+    if (req.verdict == REQUEST_REFUSE) {
+        refuse_request(ks, sw, &req, TABLE_SEND, flow);
         return;
-    }
-    if (eth_addr_is_multicast(flow->dl_dst)) {
-        return;
-    }
-
-    if (answer_from_memory(ks, sw, pi, TABLE_SEND, flow)) {
-        return;
-    }
-
-    mark_client(sw, mark, &me);
-    if (!store_find_client_by_mac(ks->store, flow->dl_dst, &peer)) {
-        refuse(ks, sw, "destination is not enrolled", flow);
-        install_refusal(sw, TABLE_SEND, flow->dl_src, flow->dl_dst);
-        return;
-    }
-    if (!strcmp(peer.id, me.id)) {
-        refuse(ks, sw, "destination is the sender", flow);
+    } else if (req.verdict == REQUEST_IGNORE) {
         return;
     }
 
-    if (marks_find_client(ks->marks, peer.id, &peer_dpid, &peer_port)
+    if (marks_find_client(ks->marks, req.peer.id, &peer_dpid, &peer_port)
         && peer_dpid == sw->dpid) {
-        install_local_flow(sw, &me, &peer, peer_port);
-        install_local_flow(sw, &peer, &me, in_port);
-    } else if (!answer_request(ks, sw, &me, &peer, "send request", true)) {
+        install_local_flow(sw, &req.me, &req.peer, peer_port);
+        install_local_flow(sw, &req.peer, &req.me, in_port);
+    } else if (!answer_request(ks, sw, &req.me, &req.peer, "send request",
+                               true)) {
         return;
     }
     release_packet(ks, sw, pi, in_port);
@@ -1185,40 +1174,26 @@ process_recv_request(struct keyserver *ks, struct pk_switch *sw,
                      const struct ofputil_packet_in *pi,
                      const struct flow *flow)
 {
-    const struct mark *mark = NULL;
-    struct store_client me, peer;
+    struct request_ports ports = switch_ports(sw);
+    struct request req;
 
-    for (size_t i = 0; i < sw->n_marks; i++) {
-        if (!eth_addr_is_zero(sw->macs[i])
-            && eth_addr_equals(sw->macs[i], flow->dl_dst)) {
-            mark = &sw->marks[i];
-            break;
+    request_judge_recv(NULL, &ports, flow->dl_src, flow->dl_dst, &req);
+    if (req.verdict == REQUEST_PAIR) {
+        if (answer_from_memory(ks, sw, pi, TABLE_RECV, flow)) {
+            return;
         }
+        request_judge_recv(ks->store, &ports, flow->dl_src, flow->dl_dst,
+                           &req);
     }
-    if (!mark) {
-        refuse(ks, sw, "destination is not a client of this bridge", flow);
-        return;
-    }
-
-    if (answer_from_memory(ks, sw, pi, TABLE_RECV, flow)) {
-        return;
-    }
-
-    mark_client(sw, mark, &me);
-    if (!store_find_client_by_mac(ks->store, flow->dl_src, &peer)
-        || !strcmp(peer.id, me.id)) {
-        refuse(ks, sw, "source is not an enrolled client", flow);
-        install_refusal(sw, TABLE_RECV, flow->dl_src, flow->dl_dst);
-        return;
-    }
-    /* Keys are created at the sender's request, and then installed on
-     * both sides at once: a receiver asks only after it lost its key.  So
-     * a frame on the wire, which anyone can forge, never creates a key. */
-    if (answer_request(ks, sw, &me, &peer, "receive request", false)) {
+    if (req.verdict != REQUEST_PAIR) {
+        refuse_request(ks, sw, &req, TABLE_RECV, flow);
+    } else if (answer_request(ks, sw, &req.me, &req.peer, "receive request",
+                              false)) {
         release_packet(ks, sw, pi, flow->in_port.ofp_port);
     } else {
-        refuse(ks, sw, "no key for this pair yet", flow);
-        install_refusal(sw, TABLE_RECV, flow->dl_src, flow->dl_dst);
+        req.why = "no key for this pair yet";
+        req.drop_pair = true;
+        refuse_request(ks, sw, &req, TABLE_RECV, flow);
     }
 }
 
@@ -1229,14 +1204,14 @@ static void
 process_version_report(struct keyserver *ks, struct pk_switch *sw,
                        const struct flow *flow)
 {
-    struct store_client a, b;
     struct store_pair_key pk;
+    struct request req;
     struct key key;
 
-    /* Anyone can put a frame on the wire: a report never creates a key. */
-    if (!store_find_client_by_mac(ks->store, flow->dl_src, &a)
-        || !store_find_client_by_mac(ks->store, flow->dl_dst, &b)
-        || !store_find_pair_key_by_ids(ks->store, a.id, b.id, &pk)) {
+    request_judge_report(ks->store, flow->dl_src, flow->dl_dst, &req);
+    if (req.verdict != REQUEST_PAIR
+        || !store_find_pair_key_by_ids(ks->store, req.me.id, req.peer.id,
+                                       &pk)) {
         return;
     }
     key_from_pair(&key, &pk);
@@ -1244,7 +1219,7 @@ process_version_report(struct keyserver *ks, struct pk_switch *sw,
     VLOG_INFO("%s: frame from "ETH_ADDR_FMT" under a key version this "
               "switch lacks; re-pushing version %"PRIu32" of key %"PRId64,
               sw->name, ETH_ADDR_ARGS(flow->dl_src), key.version, key.sa_id);
-    install_pair_flows(ks, &a, &b, &key);
+    install_pair_flows(ks, &req.me, &req.peer, &key);
     key_wipe(&key);
 }
 
