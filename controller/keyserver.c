@@ -173,6 +173,9 @@ struct key {
 
 static void switch_destroy(struct pk_switch *);
 static void switch_program(struct keyserver *, struct pk_switch *);
+static bool rotate_key(struct keyserver *, const struct pk_switch *,
+                       int64_t sa_id, const char *reason, struct key *);
+static void key_wipe(struct key *);
 
 struct keyserver *
 keyserver_create(struct store *store, struct marks *marks,
@@ -188,6 +191,14 @@ keyserver_create(struct store *store, struct marks *marks,
     ks->marks_seqno = marks_seqno(marks);
     hmap_init(&ks->held);
     hmap_init(&ks->issued);
+
+    /* The group key gets a fresh version at every start (version 1 in a new
+     * database): a version from before this process may be held by any
+     * bridge.  (Should this fail, the first bridge with clients retries.) */
+    struct key key;
+    if (rotate_key(ks, NULL, GROUP_SA_ID, "key server started", &key)) {
+        key_wipe(&key);
+    }
     return ks;
 }
 
@@ -686,7 +697,8 @@ rotate_key(struct keyserver *ks, const struct pk_switch *sw, int64_t sa_id,
     } else {
         struct store_pair_key pk;
 
-        error = store_rotate_pair_key(ks->store, sa_id, sw->name, reason,
+        error = store_rotate_pair_key(ks->store, sa_id,
+                                      sw ? sw->name : NULL, reason,
                                       &pk);
         if (!error) {
             key_from_pair(key, &pk);
@@ -695,7 +707,7 @@ rotate_key(struct keyserver *ks, const struct pk_switch *sw, int64_t sa_id,
     }
     if (error) {
         VLOG_WARN_RL(&rl, "%s: rotating key %"PRId64" failed: %s",
-                     sw->name, sa_id, error);
+                     sw ? sw->name : "key server", sa_id, error);
         free(error);
         return false;
     }

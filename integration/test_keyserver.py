@@ -195,6 +195,7 @@ def test_every_pair_talks_sealed(ks):
             assert not between(cap.frames, mac(net, b), mac(net, a))
 
     dump = pk.dump()
+    assert dump["group"] == 1, "the group key of a new store is version 1"
     assert set(dump["pairs"]) == {frozenset(p) for p in PAIRS
                                   if remote(net, *p)}
     assert len({pid for pid, _ in dump["pairs"].values()}) == 9
@@ -412,6 +413,8 @@ def test_keyserver_kill9(ks):
 
     after = pk.dump()
     assert after["clients"] == before["clients"]
+    assert after["group"] == before["group"] + 1, \
+        "the group key is rotated once per start of pairkeyd"
     listed = pk.ctl("list-clients").stdout
     for h in net.topo.hosts:
         assert re.search(r"^%s +%s " % (h.name, h.mac), listed, re.M), \
