@@ -834,7 +834,8 @@ switch_program(struct keyserver *ks, struct pk_switch *sw)
         enrolled[i] = (sw->marks[i].role == MARK_CLIENT
                        && store_find_client_by_id(ks->store,
                                                   sw->marks[i].client_id,
-                                                  &client));
+                                                  &client)
+                       && !client.gateway);
         sw->macs[i] = enrolled[i] ? client.mac : eth_addr_zero;
     }
 

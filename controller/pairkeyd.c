@@ -371,6 +371,22 @@ cmd_dump(struct unixctl_conn *conn, int argc OVS_UNUSED,
     }
     free(clients);
 
+    store_list_gateways(server->store, &clients, &n);
+    for (size_t i = 0; i < n; i++) {
+        ds_put_format(&s, "gateway\t%s\t%lld\n", clients[i].id,
+                      clients[i].created);
+    }
+    free(clients);
+
+    struct store_outside *outs;
+    store_list_outside(server->store, &outs, &n);
+    for (size_t i = 0; i < n; i++) {
+        ds_put_format(&s, "outside\t"ETH_ADDR_FMT"\t%s\t%lld\n",
+                      ETH_ADDR_ARGS(outs[i].mac), outs[i].gateway,
+                      outs[i].learned);
+    }
+    free(outs);
+
     store_list_pair_keys(server->store, NULL, &keys, &n);
     for (size_t i = 0; i < n; i++) {
         ds_put_format(&s, "pair\t%"PRId64"\t%s\t%s\t%"PRIu32"\t%lld\t%lld\n",

@@ -40,7 +40,8 @@ VLOG_DEFINE_THIS_MODULE(store);
 
 /* Every statement this module runs after opening, prepared once in
  * store_open() and bound by parameter name. */
-#define CLIENT_COLS "id, mac, created"
+#define CLIENT_COLS "id, mac, created, kind"
+#define OUTSIDE_COLS "mac, gateway, learned"
 #define PAIR_COLS "pair_id, id_a, id_b, version, key, created, updated"
 #define AUDIT_COLS "seq, time, event, id_a, id_b, version, switch, reason"
 
@@ -56,8 +57,26 @@ VLOG_DEFINE_THIS_MODULE(store);
     STMT(CLIENT_BY_MAC,                                                   \
          "SELECT " CLIENT_COLS " FROM clients WHERE mac = :mac")          \
     STMT(CLIENT_LIST,                                                     \
-         "SELECT " CLIENT_COLS " FROM clients ORDER BY id")               \
-    STMT(CLIENT_COUNT, "SELECT count(*) FROM clients")                    \
+         "SELECT " CLIENT_COLS " FROM clients WHERE kind = 'client'"      \
+         " ORDER BY id")                                                  \
+    STMT(CLIENT_COUNT,                                                    \
+         "SELECT count(*) FROM clients WHERE kind = 'client'")            \
+    STMT(GATEWAY_LIST,                                                    \
+         "SELECT " CLIENT_COLS " FROM clients WHERE kind = 'gateway'"     \
+         " ORDER BY id")                                                  \
+    STMT(GATEWAY_INSERT,                                                  \
+         "INSERT INTO clients (id, mac, created, kind)"                   \
+         " VALUES (:id, NULL, :now, 'gateway')")                          \
+    STMT(OUTSIDE_BY_MAC,                                                  \
+         "SELECT " OUTSIDE_COLS " FROM outside_macs WHERE mac = :mac")    \
+    STMT(OUTSIDE_LIST,                                                    \
+         "SELECT " OUTSIDE_COLS " FROM outside_macs ORDER BY mac")        \
+    STMT(OUTSIDE_PUT,                                                     \
+         "INSERT INTO outside_macs (mac, gateway, learned)"               \
+         " VALUES (:mac, :gateway, :now) ON CONFLICT (mac)"               \
+         " DO UPDATE SET gateway = excluded.gateway,"                     \
+         " learned = excluded.learned")                                   \
+    STMT(OUTSIDE_DELETE, "DELETE FROM outside_macs WHERE mac = :mac")     \
     STMT(CLIENT_INSERT,                                                   \
          "INSERT INTO clients (id, mac, created)"                         \
          " VALUES (:id, :mac, :now)")                                     \
@@ -366,6 +385,18 @@ client_from_row(sqlite3_stmt *stmt, struct store_client *client)
         client->mac = eth_addr_zero;
     }
     client->created = sqlite3_column_int64(stmt, 2);
+    client->gateway = !strcmp(column_text(stmt, 3), "gateway");
+}
+
+static void
+outside_from_row(sqlite3_stmt *stmt, struct store_outside *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!eth_addr_from_string(column_text(stmt, 0), &out->mac)) {
+        out->mac = eth_addr_zero;
+    }
+    column_strlcpy(stmt, 1, out->gateway, sizeof out->gateway);
+    out->learned = sqlite3_column_int64(stmt, 2);
 }
 
 static char * OVS_WARN_UNUSED_RESULT
@@ -929,6 +960,25 @@ find_client(struct store *store, enum store_stmt i, const char *id,
     return error;
 }
 
+/* Looks up outside host 'mac' and stores it in '*out' if found.  Returns an
+ * error only if the database failed. */
+static char * OVS_WARN_UNUSED_RESULT
+find_outside(struct store *store, struct eth_addr mac,
+             struct store_outside *out, bool *found)
+{
+    sqlite3_stmt *stmt = stmt_get(store, S_OUTSIDE_BY_MAC);
+    char *error = NULL;
+
+    *found = false;
+    bind_mac(stmt, ":mac", mac);
+    if (stmt_step(store, stmt, &error) == SQLITE_ROW) {
+        outside_from_row(stmt, out);
+        *found = true;
+    }
+    stmt_done(stmt);
+    return error;
+}
+
 static char * OVS_WARN_UNUSED_RESULT
 add_client__(struct store *store, const char *id, struct eth_addr mac)
 {
@@ -947,6 +997,27 @@ add_client__(struct store *store, const char *id, struct eth_addr mac)
         return (error ? error
                 : xasprintf("MAC %s is already enrolled to client '%s'",
                             mac_s, other.id));
+    }
+
+    /* A host that was outside is now a client: its gateway no longer
+     * serves it. */
+    struct store_outside out;
+    error = find_outside(store, mac, &out, &found);
+    if (!error && found) {
+        sqlite3_stmt *del = stmt_get(store, S_OUTSIDE_DELETE);
+
+        bind_text(del, ":mac", mac_s);
+        error = stmt_exec(store, del);
+        if (!error) {
+            char *reason = xasprintf("mac %s enrolled to client %s", mac_s,
+                                     id);
+            error = audit_add(store, "unlearn", out.gateway, NULL, 0, NULL,
+                              reason);
+            free(reason);
+        }
+    }
+    if (error) {
+        return error;
     }
 
     sqlite3_stmt *stmt = stmt_get(store, S_CLIENT_INSERT);
@@ -1118,22 +1189,200 @@ store_find_client_by_mac(struct store *store, struct eth_addr mac,
     return found;
 }
 
-void
-store_list_clients(struct store *store, struct store_client **clients,
-                   size_t *n)
+static void
+list_clients__(struct store *store, enum store_stmt i,
+               struct store_client **clients, size_t *n)
 {
-    sqlite3_stmt *stmt = stmt_get(store, S_CLIENT_LIST);
+    sqlite3_stmt *stmt = stmt_get(store, i);
     size_t allocated = 0;
     char *error = NULL;
 
     *clients = NULL;
     *n = 0;
-    set_op(store, "cannot list clients");
+    set_op(store, "cannot list %s", i == S_CLIENT_LIST ? "clients"
+           : "gateways");
     while (stmt_step(store, stmt, &error) == SQLITE_ROW) {
         if (*n >= allocated) {
             *clients = x2nrealloc(*clients, &allocated, sizeof **clients);
         }
         client_from_row(stmt, *clients + (*n)++);
+    }
+    stmt_done(stmt);
+    if (error) {
+        VLOG_ERR_RL(&rl, "%s", error);
+        free(error);
+    }
+}
+
+void
+store_list_clients(struct store *store, struct store_client **clients,
+                   size_t *n)
+{
+    list_clients__(store, S_CLIENT_LIST, clients, n);
+}
+
+void
+store_list_gateways(struct store *store, struct store_client **gateways,
+                    size_t *n)
+{
+    list_clients__(store, S_GATEWAY_LIST, gateways, n);
+}
+
+/* Gateways and outside hosts. */
+
+static char * OVS_WARN_UNUSED_RESULT
+add_gateway__(struct store *store, const char *id)
+{
+    struct store_client client;
+    char *error;
+    bool found;
+
+    error = find_client(store, S_CLIENT_BY_ID, id, eth_addr_zero, &client,
+                        &found);
+    if (error || found) {
+        return (error ? error
+                : client.gateway ? NULL
+                : xasprintf("client '%s' is not a gateway", id));
+    }
+
+    sqlite3_stmt *stmt = stmt_get(store, S_GATEWAY_INSERT);
+    bind_text(stmt, ":id", id);
+    bind_now(stmt);
+    error = stmt_exec(store, stmt);
+    if (!error) {
+        error = audit_add(store, "enroll", id, NULL, 0, NULL, "gateway");
+    }
+    return error;
+}
+
+char *
+store_add_gateway(struct store *store, const char *id)
+{
+    struct store_client client;
+    char *error = check_id(id);
+
+    if (error) {
+        return error;
+    }
+    set_op(store, "cannot add gateway '%s'", id);
+    if (store_find_client_by_id(store, id, &client) && client.gateway) {
+        return NULL;
+    }
+    error = change_begin(store);
+    if (!error) {
+        error = add_gateway__(store, id);
+    }
+    return change_end(store, error);
+}
+
+static char * OVS_WARN_UNUSED_RESULT
+learn_outside__(struct store *store, struct eth_addr mac, const char *gateway,
+                bool *changed)
+{
+    char mac_s[ETH_ADDR_STRLEN + 1];
+    struct store_client client;
+    struct store_outside out;
+    char *error, *reason;
+    bool found;
+
+    mac_to_string(mac, mac_s);
+    error = find_client(store, S_CLIENT_BY_MAC, NULL, mac, &client, &found);
+    if (error || found) {
+        return (error ? error
+                : xasprintf("MAC %s is enrolled to client '%s'", mac_s,
+                            client.id));
+    }
+    error = find_client(store, S_CLIENT_BY_ID, gateway, eth_addr_zero,
+                        &client, &found);
+    if (error || !found || !client.gateway) {
+        return error ? error : xasprintf("unknown gateway '%s'", gateway);
+    }
+    error = find_outside(store, mac, &out, &found);
+    if (error || (found && !strcmp(out.gateway, gateway))) {
+        return error;
+    }
+
+    sqlite3_stmt *stmt = stmt_get(store, S_OUTSIDE_PUT);
+    bind_text(stmt, ":mac", mac_s);
+    bind_text(stmt, ":gateway", gateway);
+    bind_now(stmt);
+    error = stmt_exec(store, stmt);
+    if (error) {
+        return error;
+    }
+    reason = (found
+              ? xasprintf("mac %s from gateway %s", mac_s, out.gateway)
+              : xasprintf("mac %s", mac_s));
+    error = audit_add(store, "learn", gateway, NULL, 0, NULL, reason);
+    free(reason);
+    *changed = !error;
+    return error;
+}
+
+char *
+store_learn_outside(struct store *store, struct eth_addr mac,
+                    const char *gateway, bool *changed)
+{
+    bool changed_dummy;
+    char *error;
+
+    changed = changed ? changed : &changed_dummy;
+    *changed = false;
+    error = check_id(gateway);
+    if (error) {
+        return error;
+    }
+    if (eth_addr_is_zero(mac) || eth_addr_is_multicast(mac)) {
+        return xasprintf("cannot learn MAC "ETH_ADDR_FMT" behind gateway "
+                         "'%s': not a unicast address", ETH_ADDR_ARGS(mac),
+                         gateway);
+    }
+    set_op(store, "cannot learn MAC "ETH_ADDR_FMT" behind gateway '%s'",
+           ETH_ADDR_ARGS(mac), gateway);
+    error = change_begin(store);
+    if (!error) {
+        error = learn_outside__(store, mac, gateway, changed);
+    }
+    error = change_end(store, error);
+    if (error) {
+        *changed = false;
+    }
+    return error;
+}
+
+bool
+store_find_outside(struct store *store, struct eth_addr mac,
+                   struct store_outside *out)
+{
+    char *error;
+    bool found;
+
+    set_op(store, "cannot look up outside MAC "ETH_ADDR_FMT,
+           ETH_ADDR_ARGS(mac));
+    error = find_outside(store, mac, out, &found);
+    if (error) {
+        VLOG_ERR_RL(&rl, "%s", error);
+        free(error);
+    }
+    return found;
+}
+
+void
+store_list_outside(struct store *store, struct store_outside **outs,
+                   size_t *n)
+{
+    sqlite3_stmt *stmt = stmt_get(store, S_OUTSIDE_LIST);
+    size_t allocated = 0;
+    char *error = NULL;
+
+    *outs = NULL;
+    *n = 0;
+    set_op(store, "cannot list outside MACs");
+    while (stmt_step(store, stmt, &error) == SQLITE_ROW) {
+        if (*n >= allocated) {
+            *outs = x2nrealloc(*outs, &allocated, sizeof **outs);
+        }
+        outside_from_row(stmt, *outs + (*n)++);
     }
     stmt_done(stmt);
     if (error) {

@@ -86,14 +86,19 @@ bool store_id_is_valid(const char *id);
  * line: truncated, with non-printable bytes written as \xNN. */
 char *store_quote_input(const char *s);
 
-/* Clients (ID-MAC). */
+/* Clients (ID-MAC).  A gateway is a client without a MAC ('gateway' true,
+ * 'mac' all zeros): the virtual client of a fully decrypted port, which
+ * holds pair keys with the clients that talk to hosts behind it.  Lookups by
+ * id find gateways too; lookups by MAC, lists and counts of clients do not. */
 struct store_client {
     char id[STORE_ID_MAX_LEN + 1];
     struct eth_addr mac;
     long long int created;      /* Milliseconds since the epoch. */
+    bool gateway;
 };
 
-/* Enrolls client 'id' with 'mac' (unicast, nonzero), audited as "enroll". */
+/* Enrolls client 'id' with 'mac' (unicast, nonzero), audited as "enroll".
+ * If 'mac' was an outside host, it no longer is (audited as "unlearn"). */
 char *store_add_client(struct store *, const char *id, struct eth_addr mac)
     OVS_WARN_UNUSED_RESULT;
 
@@ -112,6 +117,38 @@ bool store_find_client_by_mac(struct store *, struct eth_addr,
 
 /* Stores all clients, ordered by id, in '*clients' (malloc()'d). */
 void store_list_clients(struct store *, struct store_client **clients,
+                        size_t *n);
+
+/* Gateways and the hosts outside the encrypted subnet behind them (the
+ * patent's ID_X86 and its ID-MAC).  An outside host is served by the
+ * gateway where it was last seen. */
+struct store_outside {
+    struct eth_addr mac;
+    char gateway[STORE_ID_MAX_LEN + 1];
+    long long int learned;      /* Milliseconds since the epoch. */
+};
+
+/* Creates gateway 'id' unless it exists (audited as "enroll", reason
+ * "gateway").  Refuses an id that is an ordinary client's. */
+char *store_add_gateway(struct store *, const char *id)
+    OVS_WARN_UNUSED_RESULT;
+
+/* Stores all gateways, ordered by id, in '*gateways' (malloc()'d). */
+void store_list_gateways(struct store *, struct store_client **gateways,
+                         size_t *n);
+
+/* Records that outside host 'mac' is behind gateway 'gateway' (audited as
+ * "learn" if it is new or moved there from another gateway; '*changed' says
+ * which, if nonnull).  Refuses a MAC enrolled to a client and an unknown
+ * gateway. */
+char *store_learn_outside(struct store *, struct eth_addr mac,
+                          const char *gateway, bool *changed)
+    OVS_WARN_UNUSED_RESULT;
+bool store_find_outside(struct store *, struct eth_addr mac,
+                        struct store_outside *);
+
+/* Stores all outside hosts, ordered by MAC, in '*outs' (malloc()'d). */
+void store_list_outside(struct store *, struct store_outside **outs,
                         size_t *n);
 
 /* Pair keys (ID-ID-KEY).  A pair is unordered: (A,B) and (B,A) are the same

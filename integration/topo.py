@@ -312,13 +312,19 @@ class Pairkeyd:
                    env=dict(self.net.ovs.env, OVS_RUNDIR=rundir))
 
     def dump(self):
-        """Parsed 'pairkeyctl dump': {'clients': {id: mac}, 'pairs':
+        """Parsed 'pairkeyctl dump': {'clients': {id: mac}, 'gateways':
+        set of ids, 'outside': {mac: gateway id}, 'pairs':
         {frozenset((a, b)): (pair id, version)}, 'group': version}."""
-        out = {"clients": {}, "pairs": {}, "group": None}
+        out = {"clients": {}, "gateways": set(), "outside": {}, "pairs": {},
+               "group": None}
         for line in self.ctl("dump").stdout.splitlines():
             f = line.split("\t")
             if f[0] == "client":
                 out["clients"][f[1]] = f[2]
+            elif f[0] == "gateway":
+                out["gateways"].add(f[1])
+            elif f[0] == "outside":
+                out["outside"][f[1]] = f[2]
             elif f[0] == "pair":
                 out["pairs"][frozenset(f[2:4])] = (int(f[1]), int(f[4]))
             elif f[0] == "group":

@@ -6,14 +6,19 @@
 -- order to an empty database must give exactly this schema (checked by
 -- unit/test-store.c).  Requires SQLite 3.37 or later (STRICT tables).
 
--- ID-MAC: the enrolled clients.
+-- ID-MAC: the enrolled clients, and the gateways: the virtual client of
+-- a fully decrypted port (the patent's ID_X86), which has no MAC of its
+-- own and holds pair keys like any client.
 CREATE TABLE clients (
     id TEXT PRIMARY KEY NOT NULL       -- 1 to 64 of [A-Za-z0-9._-].
         CHECK (length(id) BETWEEN 1 AND 64
                AND id NOT GLOB '*[^A-Za-z0-9._-]*'),
-    mac TEXT NOT NULL UNIQUE           -- "aa:bb:cc:dd:ee:ff", lower case.
+    mac TEXT UNIQUE                    -- "aa:bb:cc:dd:ee:ff", lower case.
         CHECK (mac GLOB '[0-9a-f][0-9a-f]:[0-9a-f][0-9a-f]:[0-9a-f][0-9a-f]:[0-9a-f][0-9a-f]:[0-9a-f][0-9a-f]:[0-9a-f][0-9a-f]'),
-    created INTEGER NOT NULL           -- Milliseconds since the epoch.
+    created INTEGER NOT NULL,          -- Milliseconds since the epoch.
+    kind TEXT NOT NULL DEFAULT 'client'
+        CHECK ((kind = 'client' AND mac IS NOT NULL)
+               OR (kind = 'gateway' AND mac IS NULL))
 ) STRICT;
 
 -- ID-ID-KEY: one key per unordered pair of clients, stored with
@@ -52,7 +57,7 @@ CREATE TABLE audit (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     time INTEGER NOT NULL,             -- Milliseconds since the epoch.
     event TEXT NOT NULL,               -- enroll, unenroll, issue, rotate,
-                                       -- revoke.
+                                       -- revoke, learn, unlearn.
     id_a TEXT,
     id_b TEXT,
     version INTEGER,
@@ -61,3 +66,14 @@ CREATE TABLE audit (
 ) STRICT;
 
 CREATE INDEX audit_time ON audit (time);
+
+-- Hosts outside the encrypted subnet (MACs not enrolled) and the gateway
+-- that serves each: the one where it was last seen.
+CREATE TABLE outside_macs (
+    mac TEXT PRIMARY KEY NOT NULL
+        CHECK (mac GLOB '[0-9a-f][0-9a-f]:[0-9a-f][0-9a-f]:[0-9a-f][0-9a-f]:[0-9a-f][0-9a-f]:[0-9a-f][0-9a-f]:[0-9a-f][0-9a-f]'),
+    gateway TEXT NOT NULL REFERENCES clients (id) ON DELETE CASCADE,
+    learned INTEGER NOT NULL           -- Milliseconds since the epoch.
+) STRICT;
+
+CREATE INDEX outside_macs_gateway ON outside_macs (gateway);

@@ -1579,6 +1579,163 @@ test_kill9_without_batch(void **state)
     test_kill9(state, KILL_AFTER_CHANGES);
 }
 
+/* The last audit entry. */
+static struct store_audit
+last_audit(struct store *store)
+{
+    struct store_audit *audit, last;
+    size_t n;
+
+    store_list_audit(store, 0, &audit, &n);
+    assert_true(n > 0);
+    last = audit[n - 1];
+    free(audit);
+    return last;
+}
+
+/* Gateways are clients without a MAC that hold pair keys; outside hosts are
+ * learned behind them, move between them, and leave when enrolled. */
+static void
+test_gateways(void **state)
+{
+    struct fixture *f = *state;
+    struct store *store = open_store(f->path);
+    struct store_client client, *list;
+    struct store_outside out;
+    struct store_pair_key pk;
+    struct store_audit a;
+    bool changed, created;
+    size_t n;
+
+    OK(store_add_client(store, "alice", mac_n(1)));
+    OK(store_add_gateway(store, "gw-1"));
+    a = last_audit(store);
+    assert_string_equal(a.event, "enroll");
+    assert_string_equal(a.id_a, "gw-1");
+    assert_string_equal(a.reason, "gateway");
+
+    /* Idempotent; an ordinary client's id is refused. */
+    char *dump = db_dump(f->path);
+    OK(store_add_gateway(store, "gw-1"));
+    expect_error(store_add_gateway(store, "alice"),
+                 "client 'alice' is not a gateway");
+    expect_error(store_add_gateway(store, "a b"),
+                 "client ID 'a b' is not valid: use 1 to 64 letters, "
+                 "digits, '.', '_' or '-'");
+    assert_same_dump(f->path, dump);
+    free(dump);
+
+    /* Found by id, never by MAC, not listed or counted as a client. */
+    assert_true(store_find_client_by_id(store, "gw-1", &client));
+    assert_true(client.gateway);
+    assert_true(eth_addr_is_zero(client.mac));
+    assert_true(store_find_client_by_id(store, "alice", &client));
+    assert_false(client.gateway);
+    assert_false(store_find_client_by_mac(store, eth_addr_zero, &client));
+    store_list_clients(store, &list, &n);
+    assert_int_equal(n, 1);
+    assert_string_equal(list[0].id, "alice");
+    free(list);
+    assert_int_equal(store_count_clients(store), 1);
+    store_list_gateways(store, &list, &n);
+    assert_int_equal(n, 1);
+    assert_string_equal(list[0].id, "gw-1");
+    free(list);
+
+    /* A gateway holds pair keys like a client. */
+    OK(store_get_pair_key(store, "alice", "gw-1", NULL, NULL, &pk,
+                          &created));
+    assert_true(created);
+
+    /* Learning: new, again (no change), moved. */
+    OK(store_add_gateway(store, "gw-2"));
+    OK(store_learn_outside(store, mac_n(0x50), "gw-1", &changed));
+    assert_true(changed);
+    a = last_audit(store);
+    assert_string_equal(a.event, "learn");
+    assert_string_equal(a.id_a, "gw-1");
+    assert_string_equal(a.reason, "mac 02:00:00:00:00:50");
+    OK(store_learn_outside(store, mac_n(0x50), "gw-1", &changed));
+    assert_false(changed);
+    assert_int_equal(last_audit(store).seq, a.seq);
+    assert_true(store_find_outside(store, mac_n(0x50), &out));
+    assert_string_equal(out.gateway, "gw-1");
+    OK(store_learn_outside(store, mac_n(0x50), "gw-2", &changed));
+    assert_true(changed);
+    a = last_audit(store);
+    assert_string_equal(a.id_a, "gw-2");
+    assert_string_equal(a.reason, "mac 02:00:00:00:00:50 from gateway gw-1");
+    assert_true(store_find_outside(store, mac_n(0x50), &out));
+    assert_string_equal(out.gateway, "gw-2");
+
+    /* Refused: an enrolled MAC, an unknown gateway, a client as gateway,
+     * multicast.  Nothing changes. */
+    dump = db_dump(f->path);
+    expect_error(store_learn_outside(store, mac_n(1), "gw-1", &changed),
+                 "MAC 02:00:00:00:00:01 is enrolled to client 'alice'");
+    assert_false(changed);
+    expect_error(store_learn_outside(store, mac_n(0x51), "gw-9", &changed),
+                 "unknown gateway 'gw-9'");
+    expect_error(store_learn_outside(store, mac_n(0x51), "alice", &changed),
+                 "unknown gateway 'alice'");
+    expect_error(store_learn_outside(store, eth_addr_broadcast, "gw-1",
+                                     &changed),
+                 "cannot learn MAC ff:ff:ff:ff:ff:ff behind gateway 'gw-1': "
+                 "not a unicast address");
+    assert_same_dump(f->path, dump);
+    free(dump);
+
+    /* An outside host that enrolls leaves the outside table. */
+    OK(store_learn_outside(store, mac_n(0x52), "gw-1", &changed));
+    OK(store_add_client(store, "bob", mac_n(0x52)));
+    assert_false(store_find_outside(store, mac_n(0x52), &out));
+    struct store_audit *audit;
+    store_list_audit(store, 0, &audit, &n);
+    assert_string_equal(audit[n - 2].event, "unlearn");
+    assert_string_equal(audit[n - 2].id_a, "gw-1");
+    assert_string_equal(audit[n - 2].reason,
+                        "mac 02:00:00:00:00:52 enrolled to client bob");
+    assert_string_equal(audit[n - 1].event, "enroll");
+    free(audit);
+
+    /* Deleting a gateway revokes its keys and forgets its hosts. */
+    OK(store_del_client(store, "gw-2", NULL, NULL));
+    assert_false(store_find_outside(store, mac_n(0x50), &out));
+    struct store_outside *outs;
+    store_list_outside(store, &outs, &n);
+    assert_int_equal(n, 0);
+    free(outs);
+    store_close(store);
+}
+
+/* Migration 2 keeps every client and pair key of a version 1 database. */
+static void
+test_migrate_keeps_data(void **state)
+{
+    struct fixture *f = *state;
+    struct store_client client;
+    struct store_pair_key pk;
+    struct store *store;
+
+    build_by_migrations(f->path, migrations, 1);
+    raw_exec(f->path, "INSERT INTO clients VALUES "
+             "('alice', '02:00:00:00:00:01', 1), "
+             "('bob', '02:00:00:00:00:02', 2); "
+             "INSERT INTO pair_keys (id_a, id_b, version, key, created, "
+             "updated) VALUES ('alice', 'bob', 3, zeroblob(32), 4, 5)");
+    store = open_store(f->path);
+    assert_int_equal(store_schema_version(store), SCHEMA_VERSION);
+    assert_true(store_find_client_by_mac(store, mac_n(2), &client));
+    assert_string_equal(client.id, "bob");
+    assert_false(client.gateway);
+    assert_int_equal(client.created, 2);
+    assert_true(store_find_pair_key_by_ids(store, "bob", "alice", &pk));
+    assert_int_equal(pk.pair_id, 1);
+    assert_int_equal(pk.version, 3);
+    assert_int_equal(store_count_clients(store), 2);
+    store_close(store);
+}
+
 int
 main(void)
 {
@@ -1598,6 +1755,8 @@ main(void)
         T(test_group_key),
         T(test_batch),
         T(test_audit),
+        T(test_gateways),
+        T(test_migrate_keeps_data),
         T(test_kill9_before_commit),
         T(test_kill9_after_commit),
         T(test_kill9_without_batch),
