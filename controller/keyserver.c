@@ -801,6 +801,25 @@ put_controller(struct ofpbuf *ofpacts)
     ofpact_finish_CONTROLLER(ofpacts, &oc);
 }
 
+/* Replaces 'ofpacts' by the actions for a broadcast or multicast frame from
+ * mark 'from' of 'sw': in the clear to every other 'member' port, under the
+ * group key to 'uplink' if nonnull. */
+static void
+put_group_flood(struct ofpbuf *ofpacts, const struct pk_switch *sw,
+                const bool *member, size_t from, const struct mark *uplink)
+{
+    ofpbuf_clear(ofpacts);
+    for (size_t k = 0; k < sw->n_marks; k++) {
+        if (member[k] && k != from) {
+            put_output(ofpacts, sw->marks[k].ofport);
+        }
+    }
+    if (uplink) {
+        ofpact_put_ENCRYPT(ofpacts)->sa_id = GROUP_SA_ID;
+        put_output(ofpacts, uplink->ofport);
+    }
+}
+
 /* (Re)installs the base pipeline of 'sw' from its marks and the enrolled
  * clients, and deletes base flows that are no longer wanted. */
 static void
@@ -812,7 +831,7 @@ switch_program(struct keyserver *ks, struct pk_switch *sw)
     struct ofpbuf ofpacts;
     struct match match;
     char *bridge;
-    bool any_client = false;
+    bool any_client = false, any_clear = false;
 
     marks_free(sw->marks, sw->n_marks);
     sw->n_marks = marks_get(ks->marks, sw->dpid, &sw->marks, &bridge);
@@ -839,6 +858,24 @@ switch_program(struct keyserver *ks, struct pk_switch *sw)
         sw->macs[i] = enrolled[i] ? client.mac : eth_addr_zero;
     }
 
+    /* Ports that get broadcasts: enrolled clients' and clear ports (each
+     * of which makes this bridge a gateway). */
+    bool *member = xcalloc(sw->n_marks + 1, sizeof *member);
+    for (size_t i = 0; i < sw->n_marks; i++) {
+        if (sw->marks[i].role == MARK_CLEAR) {
+            char *error = store_add_gateway(ks->store,
+                                            sw->marks[i].client_id);
+            if (error) {
+                VLOG_WARN_RL(&rl, "%s: port %s: %s", sw->name,
+                             sw->marks[i].iface, error);
+                free(error);
+                continue;
+            }
+            any_clear = true;
+        }
+        member[i] = enrolled[i] || sw->marks[i].role == MARK_CLEAR;
+    }
+
     /* The ports or clients behind the pair flows may have changed: the
      * next request for each pair goes through the store again. */
     switch_forget_pair_flows(sw);
@@ -859,6 +896,23 @@ switch_program(struct keyserver *ks, struct pk_switch *sw)
             match_set_dl_type(&match, htons(CRYPT_ETH_TYPE));
             ofpact_put_GOTO_TABLE(&ofpacts)->table_id = TABLE_RECV;
             add_base_flow(sw, &flows, &n, &allocated, TABLE_PORTS, 100,
+                          &match, &ofpacts);
+        } else if (m->role == MARK_CLEAR) {
+            if (!member[i]) {
+                continue;
+            }
+            /* Any source: the key server refuses a plain host that uses a
+             * client's MAC. */
+            ofpact_put_GOTO_TABLE(&ofpacts)->table_id = TABLE_SEND;
+            add_base_flow(sw, &flows, &n, &allocated, TABLE_PORTS, 100,
+                          &match, &ofpacts);
+
+            /* Table 1: broadcast and multicast from the plain network go
+             * in the clear to this bridge's clients and under the group key
+             * to the uplink. */
+            match_set_dl_dst_masked(&match, group_bit, group_bit);
+            put_group_flood(&ofpacts, sw, member, i, uplink);
+            add_base_flow(sw, &flows, &n, &allocated, TABLE_SEND, 210,
                           &match, &ofpacts);
         } else {
             if (!enrolled[i]) {
@@ -884,16 +938,7 @@ switch_program(struct keyserver *ks, struct pk_switch *sw)
             match_init_catchall(&match);
             match_set_dl_src(&match, sw->macs[i]);
             match_set_dl_dst_masked(&match, group_bit, group_bit);
-            ofpbuf_clear(&ofpacts);
-            for (size_t k = 0; k < sw->n_marks; k++) {
-                if (enrolled[k] && k != i) {
-                    put_output(&ofpacts, sw->marks[k].ofport);
-                }
-            }
-            if (uplink) {
-                ofpact_put_ENCRYPT(&ofpacts)->sa_id = GROUP_SA_ID;
-                put_output(&ofpacts, uplink->ofport);
-            }
+            put_group_flood(&ofpacts, sw, member, i, uplink);
             add_base_flow(sw, &flows, &n, &allocated, TABLE_SEND, 200,
                           &match, &ofpacts);
         }
@@ -908,14 +953,22 @@ switch_program(struct keyserver *ks, struct pk_switch *sw)
                   &ofpacts);
     add_base_flow(sw, &flows, &n, &allocated, TABLE_RECV, 0, &match, NULL);
 
-    /* Group traffic from the uplink goes to every client here. */
-    if (any_client && uplink) {
+    /* On a gateway, a frame from the uplink for a host with no flow may be
+     * for a host on the plain side. */
+    if (any_clear) {
+        add_base_flow(sw, &flows, &n, &allocated, TABLE_RECV, 5, &match,
+                      &ofpacts);
+    }
+
+    /* Group traffic from the uplink goes to every client and plain network
+     * here. */
+    if ((any_client || any_clear) && uplink) {
         match_init_catchall(&match);
         match_set_dl_dst_masked(&match, group_bit, group_bit);
         ofpbuf_clear(&ofpacts);
         ofpact_put_DECRYPT(&ofpacts)->sa_id = GROUP_SA_ID;
         for (size_t k = 0; k < sw->n_marks; k++) {
-            if (enrolled[k]) {
+            if (member[k]) {
                 put_output(&ofpacts, sw->marks[k].ofport);
             }
         }
@@ -936,9 +989,10 @@ switch_program(struct keyserver *ks, struct pk_switch *sw)
     sw->n_base = n;
     ofpbuf_uninit(&ofpacts);
     free(enrolled);
+    free(member);
 
-    /* The group key, for every bridge that has clients. */
-    if (any_client && uplink) {
+    /* The group key, for every bridge that has clients or is a gateway. */
+    if ((any_client || any_clear) && uplink) {
         struct store_group_key gk;
         char *error = store_get_group_key(ks->store, &gk);
 
@@ -1121,13 +1175,68 @@ answer_request(struct keyserver *ks, struct pk_switch *sw,
     return true;
 }
 
+/* Deletes every flow to or from 'mac' on every switch. */
+static void
+purge_mac(struct keyserver *ks, struct eth_addr mac)
+{
+    struct pk_switch *sw;
+
+    LIST_FOR_EACH (sw, list_node, &ks->switches) {
+        struct match match;
+
+        if (!sw->have_dpid) {
+            continue;
+        }
+        for (uint8_t table = TABLE_SEND; table <= TABLE_RECV; table++) {
+            match_init_catchall(&match);
+            match_set_dl_src(&match, mac);
+            delete_flows(sw, table, &match);
+            match_init_catchall(&match);
+            match_set_dl_dst(&match, mac);
+            delete_flows(sw, table, &match);
+        }
+        switch_forget_pair_flows(sw);
+    }
+}
+
+/* Records outside host 'end->mac' behind gateway 'end->id'.  A host that
+ * moved from another gateway loses the flows that led there.  Returns false
+ * on error. */
+static bool
+learn_outside(struct keyserver *ks, const struct pk_switch *sw,
+              const struct store_client *end)
+{
+    bool changed;
+    char *error = store_learn_outside(ks->store, end->mac, end->id,
+                                      &changed);
+
+    if (error) {
+        VLOG_WARN_RL(&rl, "%s: %s", sw->name, error);
+        free(error);
+        return false;
+    }
+    if (changed) {
+        VLOG_INFO("%s: outside host "ETH_ADDR_FMT" is behind gateway %s",
+                  sw->name, ETH_ADDR_ARGS(end->mac), end->id);
+        purge_mac(ks, end->mac);
+    }
+    return true;
+}
+
 /* Refuses the request 'req' made by the frame 'flow'. */
 static void
 refuse_request(struct keyserver *ks, struct pk_switch *sw,
                const struct request *req, uint8_t table_id,
                const struct flow *flow)
 {
-    refuse(ks, sw, req->why, flow);
+    if (req->quiet) {
+        ks->n_refused++;
+        VLOG_DBG_RL(&rl, "%s: ignored frame from "ETH_ADDR_FMT" to "
+                    ETH_ADDR_FMT": %s", sw->name, ETH_ADDR_ARGS(flow->dl_src),
+                    ETH_ADDR_ARGS(flow->dl_dst), req->why);
+    } else {
+        refuse(ks, sw, req->why, flow);
+    }
     if (req->drop_pair) {
         install_refusal(sw, table_id, flow->dl_src, flow->dl_dst);
     }
@@ -1166,6 +1275,12 @@ process_send_request(struct keyserver *ks, struct pk_switch *sw,
         refuse_request(ks, sw, &req, TABLE_SEND, flow);
         return;
     } else if (req.verdict == REQUEST_IGNORE) {
+        return;
+    }
+
+    if (req.learn != REQUEST_LEARN_NONE
+        && !learn_outside(ks, sw, req.learn == REQUEST_LEARN_ME
+                          ? &req.me : &req.peer)) {
         return;
     }
 
@@ -1395,7 +1510,7 @@ keyserver_wait(struct keyserver *ks)
 }
 
 void
-keyserver_client_added(struct keyserver *ks, const char *id OVS_UNUSED)
+keyserver_client_added(struct keyserver *ks, struct eth_addr mac)
 {
     struct pk_switch *sw;
 
@@ -1404,6 +1519,9 @@ keyserver_client_added(struct keyserver *ks, const char *id OVS_UNUSED)
             switch_program(ks, sw);
         }
     }
+
+    /* It may have been an outside host, with flows through a gateway. */
+    purge_mac(ks, mac);
 }
 
 void
@@ -1412,26 +1530,19 @@ keyserver_client_removed(struct keyserver *ks, struct eth_addr mac,
 {
     struct pk_switch *sw;
 
+    /* Its port's pass flow goes with the base pipeline, then every flow to
+     * or from it, then its keys. */
     LIST_FOR_EACH (sw, list_node, &ks->switches) {
-        struct match match;
-
-        if (!sw->have_dpid) {
-            continue;
+        if (sw->have_dpid) {
+            switch_program(ks, sw);
         }
-        /* Its port's pass flow goes with the base pipeline... */
-        switch_program(ks, sw);
-
-        /* ...and every flow to or from it, then its keys. */
-        for (uint8_t table = TABLE_SEND; table <= TABLE_RECV; table++) {
-            match_init_catchall(&match);
-            match_set_dl_src(&match, mac);
-            delete_flows(sw, table, &match);
-            match_init_catchall(&match);
-            match_set_dl_dst(&match, mac);
-            delete_flows(sw, table, &match);
-        }
-        for (size_t i = 0; i < n; i++) {
-            delete_key(sw, pair_ids[i]);
+    }
+    purge_mac(ks, mac);
+    LIST_FOR_EACH (sw, list_node, &ks->switches) {
+        if (sw->have_dpid) {
+            for (size_t i = 0; i < n; i++) {
+                delete_key(sw, pair_ids[i]);
+            }
         }
     }
     forget_keys(ks, pair_ids, n);
@@ -1459,19 +1570,28 @@ keyserver_format_status(const struct keyserver *ks, struct ds *s)
                       rconn_is_connected(sw->rconn) ? "connected"
                       : "not connected");
         if (sw->have_dpid) {
-            size_t n_clients = 0, n_uplinks = 0;
+            size_t n_clients = 0, n_uplinks = 0, n_clear = 0;
 
             for (size_t i = 0; i < sw->n_marks; i++) {
-                if (sw->marks[i].role == MARK_CLIENT) {
+                switch (sw->marks[i].role) {
+                case MARK_CLIENT:
                     n_clients++;
-                } else {
+                    break;
+                case MARK_UPLINK:
                     n_uplinks++;
+                    break;
+                case MARK_CLEAR:
+                    n_clear++;
+                    break;
                 }
             }
             ds_put_format(s, ", dpid %016"PRIx64", %"PRIuSIZE" client "
-                          "ports, %"PRIuSIZE" uplinks, %"PRIuSIZE" keys",
-                          sw->dpid, n_clients, n_uplinks,
-                          hmap_count(&sw->sas));
+                          "ports, %"PRIuSIZE" uplinks, ", sw->dpid, n_clients,
+                          n_uplinks);
+            if (n_clear) {
+                ds_put_format(s, "%"PRIuSIZE" clear ports, ", n_clear);
+            }
+            ds_put_format(s, "%"PRIuSIZE" keys", hmap_count(&sw->sas));
         }
         ds_put_char(s, '\n');
     }

@@ -59,7 +59,7 @@ void keyserver_run(struct keyserver *);
 void keyserver_wait(struct keyserver *);
 
 /* Tell the key server that enrollment changed. */
-void keyserver_client_added(struct keyserver *, const char *id);
+void keyserver_client_added(struct keyserver *, struct eth_addr mac);
 void keyserver_client_removed(struct keyserver *, struct eth_addr mac,
                               const int64_t *pair_ids, size_t n);
 

@@ -154,11 +154,11 @@ warn_once(struct marks *marks, const char *iface, const char *problem)
     free(key);
 }
 
-/* Parses the mark of 'iface' into 'mark'.  Returns false if it has none or
- * a malformed one. */
+/* Parses the mark of 'iface', on the bridge with datapath id 'dpid', into
+ * 'mark'.  Returns false if it has none or a malformed one. */
 static bool
 parse_mark(const struct marks *marks_, const struct ovsrec_interface *iface,
-           struct mark *mark)
+           uint64_t dpid, struct mark *mark)
 {
     struct marks *marks = CONST_CAST(struct marks *, marks_);
     const char *role = smap_get(&iface->external_ids, "pairkey-role");
@@ -187,6 +187,14 @@ parse_mark(const struct marks *marks_, const struct ovsrec_interface *iface,
         mark->client_id = xstrdup(id);
     } else if (!strcmp(role, "uplink")) {
         mark->role = MARK_UPLINK;
+    } else if (!strcmp(role, "clear")) {
+        if (id && !store_id_is_valid(id)) {
+            warn_once(marks, iface->name, "pairkey-id is not a valid id");
+            return false;
+        }
+        mark->role = MARK_CLEAR;
+        mark->client_id = (id ? xstrdup(id)
+                           : xasprintf(MARKS_GATEWAY_ID_FMT, dpid));
     } else {
         warn_once(marks, iface->name, "unknown pairkey-role");
         return false;
@@ -233,7 +241,8 @@ marks_get(const struct marks *marks, uint64_t dpid, struct mark **markp,
                 for (size_t k = 0; k < port->n_interfaces; k++) {
                     struct mark mark;
 
-                    if (parse_mark(marks, port->interfaces[k], &mark)) {
+                    if (parse_mark(marks, port->interfaces[k], br_dpid,
+                                   &mark)) {
                         if (n >= allocated) {
                             array = x2nrealloc(array, &allocated,
                                                sizeof *array);
@@ -261,8 +270,8 @@ marks_free(struct mark *array, size_t n)
     free(array);
 }
 
-/* Rebuilds the client index from every IDL.  The first port marked for a
- * client wins. */
+/* Rebuilds the client index (clients and gateways) from every IDL.  The
+ * first port marked for a client wins. */
 static void
 index_clients(struct marks *marks)
 {
@@ -280,23 +289,22 @@ index_clients(struct marks *marks)
                 const struct ovsrec_port *port = br->ports[p];
 
                 for (size_t k = 0; k < port->n_interfaces; k++) {
-                    const struct ovsrec_interface *iface
-                        = port->interfaces[k];
-                    const char *role = smap_get(&iface->external_ids,
-                                                "pairkey-role");
-                    const char *id = smap_get(&iface->external_ids,
-                                              "pairkey-id");
+                    struct mark mark;
 
-                    if (role && !strcmp(role, "client") && id
-                        && iface->n_ofport && iface->ofport[0] > 0
-                        && iface->ofport[0] < UINT16_MAX
-                        && !shash_find(&marks->clients, id)) {
+                    if (!parse_mark(marks, port->interfaces[k], dpid,
+                                    &mark)) {
+                        continue;
+                    }
+                    if (mark.client_id
+                        && !shash_find(&marks->clients, mark.client_id)) {
                         struct client_port *cp = xmalloc(sizeof *cp);
 
                         cp->dpid = dpid;
-                        cp->ofport = u16_to_ofp(iface->ofport[0]);
-                        shash_add(&marks->clients, id, cp);
+                        cp->ofport = mark.ofport;
+                        shash_add(&marks->clients, mark.client_id, cp);
                     }
+                    free(mark.iface);
+                    free(mark.client_id);
                 }
             }
         }

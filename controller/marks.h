@@ -21,27 +21,38 @@
  *
  * An operator marks an OVS interface with
  *     external_ids:pairkey-role=client external_ids:pairkey-id=ID
- * (the NIC of client ID) or
+ * (the NIC of client ID),
  *     external_ids:pairkey-role=uplink
- * (toward the encrypted network).  Marks are grouped by the datapath id of
- * the interface's bridge, which is how OpenFlow connections are matched to
- * bridges.  A malformed mark is logged and ignored. */
+ * (toward the encrypted network) or
+ *     external_ids:pairkey-role=clear [external_ids:pairkey-id=ID]
+ * (a fully decrypted port to a plain network, which makes the bridge the
+ * gateway ID, by default "gw-" and the bridge's datapath id in hex).
+ * Marks are grouped by the datapath id of the interface's bridge, which is
+ * how OpenFlow connections are matched to bridges.  A malformed mark is
+ * logged and ignored. */
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <inttypes.h>
 #include <stdint.h>
 #include "openvswitch/types.h"
 
 enum mark_role {
     MARK_CLIENT,
     MARK_UPLINK,
+    MARK_CLEAR,                 /* Fully decrypted port to a plain network. */
 };
+
+/* The gateway id of a clear port without pairkey-id, from its bridge's
+ * datapath id. */
+#define MARKS_GATEWAY_ID_FMT "gw-%016"PRIx64
 
 struct mark {
     enum mark_role role;
     ofp_port_t ofport;
     char *iface;                /* Interface name. */
-    char *client_id;            /* MARK_CLIENT only. */
+    char *client_id;            /* MARK_CLIENT: the client's id.
+                                 * MARK_CLEAR: the gateway's id. */
 };
 
 struct marks;
@@ -64,8 +75,9 @@ size_t marks_get(const struct marks *, uint64_t dpid, struct mark **marks,
                  char **bridge);
 void marks_free(struct mark *, size_t n);
 
-/* Finds the port marked for client 'id': stores its bridge's datapath id and
- * its OpenFlow port number.  Returns false if there is none. */
+/* Finds the port marked for client or gateway 'id': stores its bridge's
+ * datapath id and its OpenFlow port number.  Returns false if there is
+ * none. */
 bool marks_find_client(const struct marks *, const char *id,
                        uint64_t *dpid, ofp_port_t *ofport);
 

@@ -241,7 +241,7 @@ cmd_add_client(struct unixctl_conn *conn, int argc OVS_UNUSED,
     }
     VLOG_INFO("enrolled client %s with MAC "ETH_ADDR_FMT, id,
               ETH_ADDR_ARGS(mac));
-    keyserver_client_added(server->ks, argv[1]);
+    keyserver_client_added(server->ks, mac);
     unixctl_command_reply(conn, NULL);
     free(id);
 }

@@ -38,19 +38,32 @@ not_a_request(struct request *req)
     req->verdict = REQUEST_IGNORE;
 }
 
-/* Fills in 'req' for the pair of the client of client mark 'i' of 'ports'
- * and 'peer'. */
 static void
-answer(struct request *req, const struct request_ports *ports, size_t i,
+answer(struct request *req, const struct store_client *me, ofp_port_t me_port,
        const struct store_client *peer, bool create)
 {
     memset(req, 0, sizeof *req);
     req->verdict = REQUEST_PAIR;
-    ovs_strlcpy(req->me.id, ports->marks[i].client_id, sizeof req->me.id);
-    req->me.mac = ports->macs[i];
-    req->me_port = ports->marks[i].ofport;
-    req->peer = *peer;
+    req->me = *me;
+    req->me_port = me_port;
+    if (peer) {
+        req->peer = *peer;
+    }
     req->create = create;
+}
+
+/* The end of a pair that mark 'i' of 'ports' stands for: its enrolled
+ * client, or, for a clear port, its gateway with outside host 'mac'. */
+static struct store_client
+mark_end(const struct request_ports *ports, size_t i, struct eth_addr mac)
+{
+    struct store_client end;
+
+    memset(&end, 0, sizeof end);
+    ovs_strlcpy(end.id, ports->marks[i].client_id, sizeof end.id);
+    end.gateway = ports->marks[i].role == MARK_CLEAR;
+    end.mac = end.gateway ? mac : ports->macs[i];
+    return end;
 }
 
 static bool
@@ -60,36 +73,117 @@ is_enrolled_mark(const struct request_ports *ports, size_t i)
             && !eth_addr_is_zero(ports->macs[i]));
 }
 
-void
-request_judge_send(struct store *store, const struct request_ports *ports,
-                   ofp_port_t in_port, struct eth_addr src,
-                   struct eth_addr dst, struct request *req)
+/* Resolves 'mac' to the end of a pair it stands for: an enrolled client, or
+ * the gateway that serves outside host 'mac' (the one where it was learned;
+ * with 'assign', if it was learned nowhere, the subnet's only gateway, and
+ * then '*assigned' is set).  Returns false if there is none. */
+static bool
+resolve_mac(struct store *store, struct eth_addr mac, bool assign,
+            struct store_client *end, bool *assigned)
 {
-    struct store_client peer;
-    size_t i;
+    struct store_outside out;
 
-    for (i = 0; i < ports->n; i++) {
-        if (ports->marks[i].ofport == in_port) {
-            break;
+    if (store_find_client_by_mac(store, mac, end)) {
+        return true;
+    }
+    memset(end, 0, sizeof *end);
+    end->mac = mac;
+    end->gateway = true;
+    if (store_find_outside(store, mac, &out)) {
+        ovs_strlcpy(end->id, out.gateway, sizeof end->id);
+        return true;
+    }
+    if (assign) {
+        struct store_client *gateways;
+        size_t n;
+
+        store_list_gateways(store, &gateways, &n);
+        if (n == 1) {
+            ovs_strlcpy(end->id, gateways[0].id, sizeof end->id);
+            *assigned = true;
+        }
+        free(gateways);
+        return n == 1;
+    }
+    return false;
+}
+
+static size_t
+find_port(const struct request_ports *ports, ofp_port_t ofport)
+{
+    for (size_t i = 0; i < ports->n; i++) {
+        if (ports->marks[i].ofport == ofport) {
+            return i;
         }
     }
-    if (i >= ports->n || ports->marks[i].role != MARK_CLIENT) {
-        refuse(req, "port is not a client port", false);
-    } else if (!is_enrolled_mark(ports, i)
-               || !eth_addr_equals(ports->macs[i], src)) {
+    return SIZE_MAX;
+}
+
+/* A frame from a client's port. */
+static void
+judge_send_from_client(struct store *store, const struct request_ports *ports,
+                       size_t i, struct eth_addr src, struct eth_addr dst,
+                       struct request *req)
+{
+    struct store_client me = mark_end(ports, i, src), peer;
+    bool assigned = false;
+
+    if (!is_enrolled_mark(ports, i) || !eth_addr_equals(me.mac, src)) {
         refuse(req, "source is not the port's enrolled client", false);
     } else if (eth_addr_is_multicast(dst)) {
         /* The group key's flows carry these; a miss is not a request. */
         not_a_request(req);
     } else if (!store) {
-        memset(&peer, 0, sizeof peer);
-        answer(req, ports, i, &peer, true);
-    } else if (!store_find_client_by_mac(store, dst, &peer)) {
+        answer(req, &me, ports->marks[i].ofport, NULL, true);
+    } else if (!resolve_mac(store, dst, true, &peer, &assigned)) {
         refuse(req, "destination is not enrolled", true);
-    } else if (!strcmp(peer.id, ports->marks[i].client_id)) {
+    } else if (!strcmp(peer.id, me.id)) {
         refuse(req, "destination is the sender", false);
     } else {
-        answer(req, ports, i, &peer, true);
+        answer(req, &me, ports->marks[i].ofport, &peer, true);
+        req->learn = assigned ? REQUEST_LEARN_PEER : REQUEST_LEARN_NONE;
+    }
+}
+
+/* A frame from a plain host, through a clear port: its gateway asks, on
+ * behalf of that host, for the pair key with the client it talks to. */
+static void
+judge_send_from_clear(struct store *store, const struct request_ports *ports,
+                      size_t i, struct eth_addr src, struct eth_addr dst,
+                      struct request *req)
+{
+    struct store_client me = mark_end(ports, i, src), peer;
+
+    if (eth_addr_is_multicast(dst)) {
+        not_a_request(req);
+    } else if (eth_addr_is_multicast(src) || eth_addr_is_zero(src)) {
+        refuse(req, "source is not a unicast address", false);
+    } else if (!store) {
+        answer(req, &me, ports->marks[i].ofport, NULL, true);
+    } else if (store_find_client_by_mac(store, src, &peer)) {
+        /* A plain host may not speak as a client. */
+        refuse(req, "source is an enrolled client's MAC", true);
+    } else if (!store_find_client_by_mac(store, dst, &peer)) {
+        refuse(req, "destination is not enrolled", true);
+    } else {
+        answer(req, &me, ports->marks[i].ofport, &peer, true);
+        req->learn = REQUEST_LEARN_ME;
+    }
+}
+
+void
+request_judge_send(struct store *store, const struct request_ports *ports,
+                   ofp_port_t in_port, struct eth_addr src,
+                   struct eth_addr dst, struct request *req)
+{
+    size_t i = find_port(ports, in_port);
+
+    if (i == SIZE_MAX || ports->marks[i].role == MARK_UPLINK) {
+        refuse(req, "port is not a client port", false);
+    } else if (ports->marks[i].role == MARK_CLIENT) {
+        judge_send_from_client(store, ports, i, src, dst, req);
+    } else {
+        judge_send_from_clear(store, ports, i, src, dst, req);
     }
 }
 
@@ -98,7 +192,8 @@ request_judge_recv(struct store *store, const struct request_ports *ports,
                    struct eth_addr src, struct eth_addr dst,
                    struct request *req)
 {
-    struct store_client peer;
+    struct store_client me, peer;
+    bool has_clear = false;
     size_t i;
 
     for (i = 0; i < ports->n; i++) {
@@ -106,21 +201,43 @@ request_judge_recv(struct store *store, const struct request_ports *ports,
                                                           dst)) {
             break;
         }
+        has_clear |= ports->marks[i].role == MARK_CLEAR;
+    }
+    if (i >= ports->n && has_clear && !eth_addr_is_multicast(dst)) {
+        /* Maybe a host behind one of this bridge's clear ports. */
+        struct store_outside out;
+
+        for (i = 0; i < ports->n; i++) {
+            if (ports->marks[i].role == MARK_CLEAR
+                && (!store
+                    || (store_find_outside(store, dst, &out)
+                        && !strcmp(out.gateway,
+                                   ports->marks[i].client_id)))) {
+                break;
+            }
+        }
     }
     if (i >= ports->n) {
         refuse(req, "destination is not a client of this bridge", false);
-    } else if (!store) {
-        memset(&peer, 0, sizeof peer);
-        answer(req, ports, i, &peer, false);
-    } else if (!store_find_client_by_mac(store, src, &peer)
-               || !strcmp(peer.id, ports->marks[i].client_id)) {
+        /* A gateway bridge sees every frame the wire floods. */
+        req->quiet = has_clear;
+        req->drop_pair = has_clear;
+        return;
+    }
+
+    me = mark_end(ports, i, dst);
+    if (!store) {
+        answer(req, &me, ports->marks[i].ofport, NULL, false);
+    } else if (!resolve_mac(store, src, false, &peer, NULL)
+               || !strcmp(peer.id, me.id)
+               || (peer.gateway && me.gateway)) {
         refuse(req, "source is not an enrolled client", true);
     } else {
         /* Keys are created at the sender's request and then installed on
          * both sides at once: a receiver asks only after it lost its key.
          * So a frame on the wire, which anyone can forge, never creates a
          * key. */
-        answer(req, ports, i, &peer, false);
+        answer(req, &me, ports->marks[i].ofport, &peer, false);
     }
 }
 
@@ -130,14 +247,10 @@ request_judge_report(struct store *store, struct eth_addr src,
 {
     struct store_client a, b;
 
-    if (store_find_client_by_mac(store, src, &a)
-        && store_find_client_by_mac(store, dst, &b)
-        && strcmp(a.id, b.id)) {
-        memset(req, 0, sizeof *req);
-        req->verdict = REQUEST_PAIR;
-        req->me = a;
-        req->me_port = OFPP_NONE;
-        req->peer = b;
+    if (resolve_mac(store, src, false, &a, NULL)
+        && resolve_mac(store, dst, false, &b, NULL)
+        && strcmp(a.id, b.id) && !(a.gateway && b.gateway)) {
+        answer(req, &a, OFPP_NONE, &b, false);
     } else {
         not_a_request(req);
     }

@@ -47,6 +47,14 @@ enum request_verdict {
     REQUEST_PAIR,               /* Answer for pair ('me', 'peer'). */
 };
 
+/* Which end of a REQUEST_PAIR is an outside host that the key server must
+ * record behind its gateway before answering. */
+enum request_learn {
+    REQUEST_LEARN_NONE,
+    REQUEST_LEARN_ME,           /* Seen at this gateway's clear port. */
+    REQUEST_LEARN_PEER,         /* Never seen: the only gateway serves it. */
+};
+
 struct request {
     enum request_verdict verdict;
 
@@ -54,18 +62,26 @@ struct request {
     const char *why;            /* Static string. */
     bool drop_pair;             /* Drop frames from this source to this
                                  * destination for a while. */
+    bool quiet;                 /* Not worth a log line: a gateway bridge
+                                 * sees every frame the wire floods. */
 
-    /* REQUEST_PAIR.  'me' is the client behind this switch on whose behalf
-     * the request is made, 'peer' the other end.  The key may be created
-     * only if 'create' (a request from the sending side). */
+    /* REQUEST_PAIR.  'me' is the end behind this switch on whose behalf
+     * the request is made, 'peer' the other end.  An end is a client, or a
+     * gateway ('gateway' true) with 'mac' the outside host behind it.  The
+     * key may be created only if 'create' (a request from the sending
+     * side). */
     struct store_client me;
     struct store_client peer;
     ofp_port_t me_port;
     bool create;
+    enum request_learn learn;
 };
 
 /* A frame from port 'in_port' with source 'src' to 'dst' missed the table
- * of flows by destination: the sender's request.
+ * of flows by destination: the sender's request.  From a client's port, the
+ * destination may be a client or an outside host (served by the gateway
+ * where it was learned, or by the only gateway); from a clear port, the
+ * source must be no client's MAC and the destination a client.
  *
  * With a null 'store', judges only what the switch's ports tell (the port
  * and the source), so that a repeated request can be answered without the
@@ -84,8 +100,8 @@ void request_judge_recv(struct store *, const struct request_ports *,
 
 /* The switch saw a frame from 'src' to 'dst' under a key version it does not
  * hold.  Anyone can put such a frame on the wire, so this never creates a
- * key: the verdict is REQUEST_PAIR (with 'me' the client with MAC 'src')
- * only if both are enrolled. */
+ * key: the verdict is REQUEST_PAIR (with 'me' the end with MAC 'src') only
+ * if both are clients, or a client and a known outside host. */
 void request_judge_report(struct store *, struct eth_addr src,
                           struct eth_addr dst, struct request *);
 

@@ -67,6 +67,10 @@ class Host:
     mac: str
     ip: str                          # with prefix length, e.g. "10.0.0.1/24"
     vlan: int = None                 # put ip on eth0.<vlan> instead of eth0
+    # "client": an enrolled client (its port pairkey-role=client); "plain":
+    # a host of a plain network behind a gateway (its port pairkey-role=
+    # clear), never enrolled.
+    role: str = "client"
 
     @property
     def addr(self):
@@ -180,6 +184,23 @@ KEYSERVER = Topo(
 #                 ^ ns <p>ovs               +-- [wire] -> tcpdump
 #   ns <p>h2 --- h2(1) [br2] br2-up(100) ---+
 #                 ^ ns <p>ovs2 (run directory <rundir>/ovs2)
+# A gateway: br3's port to the plain host p1 is a fully decrypted port
+# (pairkey-role=clear), which makes br3 the gateway of the plain network
+# p1 stands for.  h3 is a client on the gateway bridge itself.
+#
+#   ns <p>h1 --- h1(1) [br1] br1-up(100) ---+
+#   ns <p>h2 --- h2(1) [br2] br2-up(100) ---+-- [wire] -> tcpdump
+#   ns <p>h3 --- h3(1) [br3] br3-up(100) ---+
+#   ns <p>p1 --- p1(2) [br3]   (clear)
+GATEWAY = Topo(
+    hosts=(Host("h1", "br1", "02:00:00:00:01:01", "10.0.0.1/24"),
+           Host("h2", "br2", "02:00:00:00:02:02", "10.0.0.2/24"),
+           Host("h3", "br3", "02:00:00:00:03:03", "10.0.0.3/24"),
+           Host("p1", "br3", "02:00:00:00:0a:01", "10.0.0.101/24",
+                role="plain")),
+    bridges=(Bridge("br1"), Bridge("br2"), Bridge("br3")),
+    protocols="OpenFlow13")
+
 KEYSERVER_TWO_OVS = Topo(
     hosts=(Host("h1", "br1", "02:00:00:00:01:01", "10.0.0.1/24"),
            Host("h2", "br2", "02:00:00:00:02:02", "10.0.0.2/24")),
@@ -722,9 +743,15 @@ class Net:
                 pk.daemon.stop()            # closes its log file
 
     def mark_ports(self):
-        """Marks each host's port pairkey-role=client with the host name
-        as pairkey-id, and each uplink pairkey-role=uplink."""
+        """Marks each client's port pairkey-role=client with the host name
+        as pairkey-id, each plain host's port pairkey-role=clear, and each
+        uplink pairkey-role=uplink."""
         for h in self.topo.hosts:
+            if h.role == "plain":
+                self.vsctl("set", "Interface", h.name,
+                           "external_ids:pairkey-role=clear",
+                           ovs=self.ovs_of(h.bridge))
+                continue
             self.vsctl("set", "Interface", h.name,
                        "external_ids:pairkey-role=client",
                        "external_ids:pairkey-id=" + h.name,
@@ -767,9 +794,10 @@ class Net:
                 os.path.join(pki, "ca", other, "cacert.pem"))
 
     def enroll(self, *hosts):
-        """pairkeyctl add-client for each host (default: all), with the
-        host name as client id."""
-        for name in hosts or [h.name for h in self.topo.hosts]:
+        """pairkeyctl add-client for each host (default: every client), with
+        the host name as client id."""
+        for name in hosts or [h.name for h in self.topo.hosts
+                              if h.role == "client"]:
             self.pairkeyd.ctl("add-client", name, self.topo.host(name).mac)
 
     def start_keyserver(self, miss_policy="hold", enroll=True, ovsdbs=None):

@@ -45,6 +45,7 @@ static char db_path[128];
 #define ALICE_PORT 2
 #define BOB_PORT 3
 #define GHOST_PORT 4            /* Marked for a client never enrolled. */
+#define CLEAR_PORT 5
 #define UNMARKED_PORT 9
 
 static struct eth_addr
@@ -288,6 +289,91 @@ test_revoked(void **state)
     expect_refused(&req, "source is not an enrolled client", true);
 }
 
+/* A gateway bridge: the uplink, alice, and a clear port for gateway
+ * "gw-a".  Outside hosts are served by the gateway where they were
+ * learned; one never learned, only if the subnet has a single gateway. */
+static void
+test_gateway(void **state)
+{
+    struct fixture *f = *state;
+    const struct eth_addr outside = mac_n(0x50), outside2 = mac_n(0x51);
+    struct mark marks[3] = {
+        { .role = MARK_UPLINK, .ofport = UPLINK_PORT },
+        { .role = MARK_CLIENT, .ofport = ALICE_PORT,
+          .client_id = CONST_CAST(char *, "alice") },
+        { .role = MARK_CLEAR, .ofport = CLEAR_PORT,
+          .client_id = CONST_CAST(char *, "gw-a") },
+    };
+    struct eth_addr macs[3] = { eth_addr_zero, ALICE, eth_addr_zero };
+    struct request_ports ports = { .marks = marks, .macs = macs, .n = 3 };
+    struct request req;
+
+    ok(store_add_gateway(f->store, "gw-a"));
+
+    /* From the plain side: the gateway asks for the host, which is then
+     * learned there. */
+    request_judge_send(f->store, &ports, CLEAR_PORT, outside, ALICE, &req);
+    expect_pair(&req, "gw-a", outside, CLEAR_PORT, "alice", ALICE, true);
+    assert_true(req.me.gateway);
+    assert_int_equal(req.learn, REQUEST_LEARN_ME);
+    request_judge_send(NULL, &ports, CLEAR_PORT, outside, ALICE, &req);
+    expect_pair(&req, "gw-a", outside, CLEAR_PORT, "", eth_addr_zero, true);
+
+    /* A plain host may not use a client's MAC, nor reach a non-client. */
+    request_judge_send(f->store, &ports, CLEAR_PORT, BOB, ALICE, &req);
+    expect_refused(&req, "source is an enrolled client's MAC", true);
+    request_judge_send(f->store, &ports, CLEAR_PORT, outside, outside2,
+                       &req);
+    expect_refused(&req, "destination is not enrolled", true);
+    request_judge_send(f->store, &ports, CLEAR_PORT, BROADCAST, ALICE,
+                       &req);
+    expect_refused(&req, "source is not a unicast address", false);
+    request_judge_send(f->store, &ports, CLEAR_PORT, outside, BROADCAST,
+                       &req);
+    assert_int_equal(req.verdict, REQUEST_IGNORE);
+
+    /* From a client to a host never seen: the only gateway serves it. */
+    request_judge_send(f->store, &ports, ALICE_PORT, ALICE, outside2, &req);
+    expect_pair(&req, "alice", ALICE, ALICE_PORT, "gw-a", outside2, true);
+    assert_true(req.peer.gateway);
+    assert_int_equal(req.learn, REQUEST_LEARN_PEER);
+
+    /* With a second gateway, only the learned ones are served, each by the
+     * gateway where it was seen. */
+    ok(store_add_gateway(f->store, "gw-b"));
+    request_judge_send(f->store, &ports, ALICE_PORT, ALICE, outside2, &req);
+    expect_refused(&req, "destination is not enrolled", true);
+    ok(store_learn_outside(f->store, outside, "gw-a", NULL));
+    ok(store_learn_outside(f->store, outside2, "gw-b", NULL));
+    request_judge_send(f->store, &ports, ALICE_PORT, ALICE, outside2, &req);
+    expect_pair(&req, "alice", ALICE, ALICE_PORT, "gw-b", outside2, true);
+    assert_int_equal(req.learn, REQUEST_LEARN_NONE);
+
+    /* The receiver's side on the gateway: only hosts learned here. */
+    request_judge_recv(f->store, &ports, BOB, outside, &req);
+    expect_pair(&req, "gw-a", outside, CLEAR_PORT, "bob", BOB, false);
+    request_judge_recv(f->store, &ports, BOB, outside2, &req);
+    expect_refused(&req, "destination is not a client of this bridge", true);
+    assert_true(req.quiet);
+    request_judge_recv(f->store, &ports, outside2, outside, &req);
+    expect_refused(&req, "source is not an enrolled client", true);
+
+    /* ...and on a client's bridge, from an outside host. */
+    request_judge_recv(f->store, &f->ports, outside, ALICE, &req);
+    expect_pair(&req, "alice", ALICE, ALICE_PORT, "gw-a", outside, false);
+    request_judge_recv(f->store, &f->ports, STRANGER, ALICE, &req);
+    expect_refused(&req, "source is not an enrolled client", true);
+    assert_false(req.quiet);
+
+    /* Version reports between a client and an outside host. */
+    request_judge_report(f->store, outside, ALICE, &req);
+    assert_int_equal(req.verdict, REQUEST_PAIR);
+    assert_string_equal(req.me.id, "gw-a");
+    assert_string_equal(req.peer.id, "alice");
+    request_judge_report(f->store, outside, outside2, &req);
+    assert_int_equal(req.verdict, REQUEST_IGNORE);
+}
+
 int
 main(void)
 {
@@ -299,6 +385,7 @@ main(void)
         T(test_recv),
         T(test_report),
         T(test_revoked),
+        T(test_gateway),
 #undef T
     };
     int failures;

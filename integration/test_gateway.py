@@ -1,0 +1,215 @@
+"""Gateway scenarios: topo.GATEWAY, where br3's port to the plain host p1
+is a fully decrypted port (pairkey-role=clear).  br3 is then the gateway:
+a virtual client (id "gw-" + br3's datapath id) that holds one pair key
+with each client that talks to hosts behind it.  h3 is a client on the
+gateway bridge itself.
+
+    h1 --- [br1] --+
+    h2 --- [br2] --+-- wire (tcpdump)      pairkeyd: every bridge
+    h3 -+- [br3] --+
+    p1 -+ (clear)
+
+A client's frames to p1 cross the wire under the pair key (client,
+gateway); br3 decrypts them onto the plain side, and encrypts p1's
+frames on the way in.  Broadcasts cross under the group key inside and in
+the clear outside.
+
+Every test fails on WARN/ERR lines of ovs-vswitchd or pairkeyd that it does
+not expect (conftest.py; allow_log lists the provoked ones).
+"""
+
+import secrets
+
+import pytest
+
+from harness import wait_until
+from pairkey import ETH_P_PAIRKEY, ethertype, mac_bytes
+from topo import GATEWAY
+
+MARKER = b"PAIRKEY-GW-MARKER-"
+CLIENTS = ("h1", "h2", "h3")
+REMOTE_CLIENTS = ("h1", "h2")           # not on the gateway bridge
+
+# p1 takes h1's MAC and talks to h2: refused at the gateway.
+REFUSED_SPOOF = (r"pairkeyd\.log: .*\|keyserver\|WARN\|br3: refused key "
+                 r"request from 02:00:00:00:01:01 to 02:00:00:00:02:02 on "
+                 r"port 2: source is an enrolled client's MAC$")
+
+
+def marker():
+    """A unique plaintext that must never be seen on the wire."""
+    return MARKER + secrets.token_hex(8).encode()
+
+
+def mac(net, host):
+    return mac_bytes(net.topo.host(host).mac)
+
+
+def settle_tcp(net):
+    wait_until(lambda: all(net.tcp_idle(h.name) for h in net.topo.hosts),
+               10, "TCP connections to finish")
+
+
+def assert_wire_sealed(frames, markers):
+    for f in frames:
+        assert ethertype(f) == ETH_P_PAIRKEY, \
+            "clear frame on the wire: %s > %s %04x" % (
+                f[6:12].hex(":"), f[0:6].hex(":"), ethertype(f))
+        for m in markers:
+            assert m not in f, "plaintext marker on the wire"
+
+
+def between(frames, src, dst):
+    return [f for f in frames if f[6:12] == src and f[0:6] == dst]
+
+
+@pytest.fixture
+def gw(needs_pairkeyd, make_net):
+    """GATEWAY with pairkeyd controlling every bridge, the clients enrolled
+    and p1's port marked clear.  Returns (net, Pairkeyd, gateway id)."""
+    net = make_net(GATEWAY)
+    pk = net.start_keyserver()
+    wait_until(lambda: pk.dump()["gateways"], 10, "br3 to become a gateway")
+    gateway, = pk.dump()["gateways"]
+    return net, pk, gateway
+
+
+def test_plain_host_talks_to_every_client(gw):
+    """1. p1, a host of the plain network, pings every client and runs TCP
+    both ways with each (ARP included: no static entries).  The wire
+    carries only 0x88b5 frames and no marker; p1's frames with h1 and h2
+    cross it in both directions, those with h3 (on the gateway bridge)
+    never.  The store records p1 behind the gateway, one pair key per
+    remote client with the gateway, none with p1 itself.  Meanwhile h1
+    and h2 talk, and p1 receives nothing of theirs but broadcasts."""
+    net, pk, gateway = gw
+    m = marker()
+    secret = m + b" h1>h2 only "
+    spy = net.sniffer("p1")
+    with net.capture() as cap:
+        for c in CLIENTS:
+            net.wait_ping("p1", c)
+            assert net.ping(c, "p1", count=2)
+            data = m + (b" p1<>%s " % c.encode()) * 200
+            assert net.tcp_transfer(c, "p1", data) == data, c
+            assert net.tcp_transfer("p1", c, data) == data, c
+        net.wait_ping("h1", "h2")
+        assert net.tcp_transfer("h1", "h2", secret * 100) == secret * 100
+        settle_tcp(net)
+    assert_wire_sealed(cap.frames, (MARKER, m))
+    p1 = mac(net, "p1")
+    for c in REMOTE_CLIENTS:
+        assert between(cap.frames, mac(net, c), p1), c
+        assert between(cap.frames, p1, mac(net, c)), c
+    assert not between(cap.frames, mac(net, "h3"), p1)
+    assert not between(cap.frames, p1, mac(net, "h3"))
+
+    seen = spy.received()
+    assert seen, "p1's sniffer saw nothing"
+    for f in seen:
+        assert f[0:6] == p1 or f[0] & 1 or f[6:12] == p1, \
+            "p1 received a frame for %s" % f[0:6].hex(":")
+        assert secret not in f, "h1's data to h2 reached the plain side"
+
+    dump = pk.dump()
+    assert dump["outside"] == {net.topo.host("p1").mac: gateway}
+    assert "p1" not in dump["clients"]
+    pairs = set(dump["pairs"])
+    for c in REMOTE_CLIENTS:
+        assert frozenset((c, gateway)) in pairs, c
+    assert frozenset(("h3", gateway)) not in pairs
+    sas = net.sa_ids()
+    for c in REMOTE_CLIENTS:
+        pair_id = dump["pairs"][frozenset((c, gateway))][0]
+        assert pair_id in sas["br3"] and pair_id in sas[
+            net.topo.host(c).bridge], c
+
+
+@pytest.mark.allow_log(REFUSED_SPOOF)
+def test_plain_host_cannot_speak_as_a_client(gw):
+    """2. p1 takes h1's MAC and sends to h2: the gateway's key request is
+    refused (a plain host may not use an enrolled client's MAC), nothing
+    reaches h2, and h1's own traffic with h2 goes on."""
+    net, pk, gateway = gw
+    net.static_arp()
+    net.wait_ping("h1", "h2")
+    net.host_run("p1", "ip", "link", "set", "eth0", "address",
+                 net.topo.host("h1").mac, check=True)
+    net.static_arp()
+    port = 5555
+    rx = net.udp_socket("h2", port)
+    m = marker()
+    with net.capture() as cap, net.pinger("h1", "h2") as victim:
+        for _ in range(5):
+            net.udp_send("p1", "h2", port, m)
+        wait_until(lambda: len(victim.replies) >= 10, 10, "h1's pings")
+    assert victim.sent and not victim.lost()
+    assert net.udp_recv(rx) is None
+    assert_wire_sealed(cap.frames, (MARKER, m))
+    assert "02:00:00:00:01:01" not in pk.dump()["outside"]
+
+
+def test_outside_host_enrolls(gw):
+    """3. p1, known behind the gateway, becomes a client: its port is
+    marked pairkey-role=client and it is enrolled.  It leaves the outside
+    table, the flows that led to it through the gateway go, and its
+    traffic with h1 now crosses the wire under the pair key (h1, p1); the
+    gateway's key with h1 stays for other outside hosts."""
+    net, pk, gateway = gw
+    net.wait_ping("p1", "h1")
+    before = pk.dump()
+    assert net.topo.host("p1").mac in before["outside"]
+    gw_pair = before["pairs"][frozenset(("h1", gateway))][0]
+
+    net.vsctl("set", "Interface", "p1", "external_ids:pairkey-role=client",
+              "external_ids:pairkey-id=p1")
+    pk.ctl("add-client", "p1", net.topo.host("p1").mac)
+    m = marker()
+    with net.capture() as cap:
+        net.wait_ping("p1", "h1")
+        data = m * 300
+        assert net.tcp_transfer("p1", "h1", data) == data
+        settle_tcp(net)
+    after = pk.dump()
+    assert after["outside"] == {}
+    assert after["clients"]["p1"] == net.topo.host("p1").mac
+    new_pair = after["pairs"][frozenset(("h1", "p1"))][0]
+    assert after["pairs"][frozenset(("h1", gateway))][0] == gw_pair
+    assert_wire_sealed(cap.frames, (MARKER, m))
+    assert between(cap.frames, mac(net, "h1"), mac(net, "p1"))
+    assert between(cap.frames, mac(net, "p1"), mac(net, "h1"))
+    flows = net.ofctl("dump-flows", "br1", "table=1,dl_dst=%s"
+                      % net.topo.host("p1").mac).stdout
+    assert "encrypt:%d," % new_pair in flows, flows
+    assert "encrypt:%d," % gw_pair not in flows, flows
+
+
+def test_broadcast_crosses_the_gateway(gw):
+    """4. A broadcast from h1 reaches p1 in the clear (the gateway decrypts
+    it with the group key); one from p1 reaches h1 and h2 (the gateway
+    encrypts it); on the wire both are 0x88b5 under SA 0."""
+    net, pk, gateway = gw
+    port = 5556
+    m = marker()
+    bcast = "10.0.0.255"
+    got = {}
+    spies = {h: net.sniffer(h) for h in ("p1", "h1", "h2")}
+    with net.capture() as cap:
+        for src in ("h1", "p1"):
+            payload = m + b" from " + src.encode()
+            net.host_run(src, "/usr/bin/python3", "-c",
+                         "import socket; s = socket.socket(socket.AF_INET, "
+                         "socket.SOCK_DGRAM); s.setsockopt(socket.SOL_SOCKET,"
+                         " socket.SO_BROADCAST, 1); s.sendto(%r, (%r, %d))"
+                         % (payload, bcast, port), check=True)
+            got[src] = payload
+
+        def arrived(host, payload):
+            return any(payload in f for f in spies[host].received())
+        wait_until(lambda: arrived("p1", got["h1"]), 5, "h1's broadcast at p1")
+        wait_until(lambda: arrived("h1", got["p1"])
+                   and arrived("h2", got["p1"]), 5,
+                   "p1's broadcast at h1 and h2")
+    assert_wire_sealed(cap.frames, (MARKER, m))
+    assert [f for f in cap.frames if f[0:6] == b"\xff" * 6
+            and f[6:12] == mac(net, "p1")], "p1's broadcast not on the wire"
