@@ -67,6 +67,10 @@ static struct vlog_rate_limit rl = VLOG_RATE_LIMIT_INIT(5, 20);
 #define BASE_COOKIE UINT64_C(0x706b000000000000)
 #define LOCAL_COOKIE UINT64_C(0x706c000000000000)
 #define DROP_COOKIE UINT64_C(0x706d000000000000)
+#define LEARN_COOKIE UINT64_C(0x706e000000000000)
+
+/* Seconds a learned outside host's broadcasts bypass the key server. */
+#define LEARNED_IDLE_TIMEOUT 300
 
 /* Matches broadcast and multicast destinations. */
 static const struct eth_addr group_bit = ETH_ADDR_C(01, 00, 00, 00, 00, 00);
@@ -877,8 +881,12 @@ switch_program(struct keyserver *ks, struct pk_switch *sw)
     }
 
     /* The ports or clients behind the pair flows may have changed: the
-     * next request for each pair goes through the store again. */
+     * next request for each pair goes through the store again, and the
+     * next broadcast of each outside host is learned again. */
     switch_forget_pair_flows(sw);
+    match_init_catchall(&match);
+    send_flow_mod(sw, OFPFC_DELETE, TABLE_SEND, 0, &match, NULL,
+                  LEARN_COOKIE, 0);
 
     /* Table 0: which port may send what. */
     match_init_catchall(&match);
@@ -912,6 +920,7 @@ switch_program(struct keyserver *ks, struct pk_switch *sw)
              * to the uplink. */
             match_set_dl_dst_masked(&match, group_bit, group_bit);
             put_group_flood(&ofpacts, sw, member, i, uplink);
+            put_controller(&ofpacts);       /* To learn the sender. */
             add_base_flow(sw, &flows, &n, &allocated, TABLE_SEND, 210,
                           &match, &ofpacts);
         } else {
@@ -1223,6 +1232,36 @@ learn_outside(struct keyserver *ks, const struct pk_switch *sw,
     return true;
 }
 
+/* The broadcasts of outside host 'mac', learned behind clear port 'port' of
+ * 'sw', are flooded without a copy to the key server for a while. */
+static void
+install_learned_flood(struct pk_switch *sw, ofp_port_t port,
+                      struct eth_addr mac)
+{
+    bool *member = xcalloc(sw->n_marks + 1, sizeof *member);
+    size_t from = SIZE_MAX;
+    struct ofpbuf ofpacts;
+    struct match match;
+
+    for (size_t k = 0; k < sw->n_marks; k++) {
+        member[k] = (!eth_addr_is_zero(sw->macs[k])
+                     || sw->marks[k].role == MARK_CLEAR);
+        if (sw->marks[k].ofport == port) {
+            from = k;
+        }
+    }
+    ofpbuf_init(&ofpacts, 64);
+    put_group_flood(&ofpacts, sw, member, from, switch_uplink(sw));
+    match_init_catchall(&match);
+    match_set_in_port(&match, port);
+    match_set_dl_src(&match, mac);
+    match_set_dl_dst_masked(&match, group_bit, group_bit);
+    send_flow_mod(sw, OFPFC_ADD, TABLE_SEND, 220, &match, &ofpacts,
+                  LEARN_COOKIE, LEARNED_IDLE_TIMEOUT);
+    ofpbuf_uninit(&ofpacts);
+    free(member);
+}
+
 /* Refuses the request 'req' made by the frame 'flow'. */
 static void
 refuse_request(struct keyserver *ks, struct pk_switch *sw,
@@ -1264,10 +1303,11 @@ process_send_request(struct keyserver *ks, struct pk_switch *sw,
 
     request_judge_send(NULL, &ports, in_port, flow->dl_src, flow->dl_dst,
                        &req);
-    if (req.verdict == REQUEST_PAIR) {
-        if (answer_from_memory(ks, sw, pi, TABLE_SEND, flow)) {
-            return;
-        }
+    if (req.verdict == REQUEST_PAIR
+        && answer_from_memory(ks, sw, pi, TABLE_SEND, flow)) {
+        return;
+    }
+    if (req.verdict == REQUEST_PAIR || req.verdict == REQUEST_LEARN) {
         request_judge_send(ks->store, &ports, in_port, flow->dl_src,
                            flow->dl_dst, &req);
     }
@@ -1275,6 +1315,12 @@ process_send_request(struct keyserver *ks, struct pk_switch *sw,
         refuse_request(ks, sw, &req, TABLE_SEND, flow);
         return;
     } else if (req.verdict == REQUEST_IGNORE) {
+        return;
+    } else if (req.verdict == REQUEST_LEARN) {
+        /* The gateway already flooded the broadcast. */
+        if (learn_outside(ks, sw, &req.me)) {
+            install_learned_flood(sw, in_port, req.me.mac);
+        }
         return;
     }
 

@@ -154,10 +154,17 @@ judge_send_from_clear(struct store *store, const struct request_ports *ports,
 {
     struct store_client me = mark_end(ports, i, src), peer;
 
-    if (eth_addr_is_multicast(dst)) {
-        not_a_request(req);
-    } else if (eth_addr_is_multicast(src) || eth_addr_is_zero(src)) {
+    if (eth_addr_is_multicast(src) || eth_addr_is_zero(src)) {
         refuse(req, "source is not a unicast address", false);
+    } else if (eth_addr_is_multicast(dst)) {
+        /* The gateway's flows carry broadcasts; the first one of a host
+         * tells where it is, before anyone answers it. */
+        if (store && store_find_client_by_mac(store, src, &peer)) {
+            refuse(req, "source is an enrolled client's MAC", false);
+        } else {
+            answer(req, &me, ports->marks[i].ofport, NULL, false);
+            req->verdict = REQUEST_LEARN;
+        }
     } else if (!store) {
         answer(req, &me, ports->marks[i].ofport, NULL, true);
     } else if (store_find_client_by_mac(store, src, &peer)) {

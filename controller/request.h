@@ -45,6 +45,9 @@ enum request_verdict {
     REQUEST_IGNORE,             /* Not a key request: nothing to do. */
     REQUEST_REFUSE,             /* Refuse: log 'why'. */
     REQUEST_PAIR,               /* Answer for pair ('me', 'peer'). */
+    REQUEST_LEARN,              /* A broadcast from the plain side: learn
+                                 * outside host 'me.mac' behind gateway
+                                 * 'me.id'. */
 };
 
 /* Which end of a REQUEST_PAIR is an outside host that the key server must

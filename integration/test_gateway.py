@@ -22,9 +22,10 @@ import secrets
 
 import pytest
 
+import harness
 from harness import wait_until
 from pairkey import ETH_P_PAIRKEY, ethertype, mac_bytes
-from topo import GATEWAY
+from topo import GATEWAY, GATEWAYS
 
 MARKER = b"PAIRKEY-GW-MARKER-"
 CLIENTS = ("h1", "h2", "h3")
@@ -213,3 +214,74 @@ def test_broadcast_crosses_the_gateway(gw):
     assert_wire_sealed(cap.frames, (MARKER, m))
     assert [f for f in cap.frames if f[0:6] == b"\xff" * 6
             and f[6:12] == mac(net, "p1")], "p1's broadcast not on the wire"
+
+
+# h1 asks for a MAC that no gateway has seen, with two gateways: refused.
+# The plain hosts behind different gateways do not reach each other.
+REFUSED_UNSEEN = (
+    r"pairkeyd\.log: .*\|keyserver\|WARN\|br[123]: refused key request "
+    r"from 02:00:00:00:0[1a]:0[12] to 02:00:00:00:0a:(99|01|02) on port 1: "
+    r"destination is not enrolled$")
+
+
+@pytest.mark.allow_log(REFUSED_UNSEEN)
+def test_two_gateways_each_serve_their_own_hosts(needs_pairkeyd, make_net):
+    """5. Two gateways (topo.GATEWAYS): p1 behind br2, p2 behind br3.  Each
+    plain host is learned from its first broadcast (its ARP request) at
+    the gateway where it was seen, and h1's traffic with it goes through
+    that gateway under the pair key (h1, that gateway), sealed on the
+    wire; neither plain host receives the other's traffic with h1.  The
+    choice does not change while the hosts stay, nor across a restart of
+    pairkeyd.  A MAC that no gateway has seen is refused (with two
+    gateways the key server cannot tell which one serves it), and the two
+    plain networks do not reach each other through the subnet."""
+    net = make_net(GATEWAYS)
+    pk = net.start_keyserver()
+    wait_until(lambda: len(pk.dump()["gateways"]) == 2, 10,
+               "two gateways")
+    m = marker()
+    spies = {p: net.sniffer(p) for p in ("p1", "p2")}
+    with net.capture() as cap:
+        for p in ("p1", "p2"):
+            net.wait_ping(p, "h1")
+            data = m + (b" h1<>%s " % p.encode()) * 200
+            assert net.tcp_transfer("h1", p, data) == data, p
+            assert net.tcp_transfer(p, "h1", data) == data, p
+        settle_tcp(net)
+    assert_wire_sealed(cap.frames, (MARKER, m))
+    dump = pk.dump()
+    gateway = {br: "gw-%016x" % int(net.vsctl(
+        "get", "Bridge", br, "datapath_id").stdout.strip().strip('"'), 16)
+        for br in ("br2", "br3")}
+    assert dump["outside"] == {net.topo.host("p1").mac: gateway["br2"],
+                               net.topo.host("p2").mac: gateway["br3"]}
+    for br in ("br2", "br3"):
+        assert frozenset(("h1", gateway[br])) in dump["pairs"], br
+    for p, other in (("p1", "p2"), ("p2", "p1")):
+        for f in spies[p].received():
+            assert (b" h1<>%s " % other.encode()) not in f, \
+                "%s received %s's traffic" % (p, other)
+
+    # Deterministic: the same again, and after a restart of pairkeyd.
+    for _ in range(2):
+        for p in ("p1", "p2"):
+            assert net.ping("h1", p, count=2)
+        assert pk.dump()["outside"] == dump["outside"]
+        pk.stop()
+        pk.start()
+        net.wait_keyserver()
+
+    # Unseen MAC: refused, nothing on the wire toward it.
+    unseen = "02:00:00:00:0a:99"
+    net.host_run("h1", "ip", "neigh", "replace", "10.0.0.99", "lladdr",
+                 unseen, "dev", "eth0", "nud", "permanent", check=True)
+    with net.capture() as cap:
+        assert not harness.icmp_echo(net.ns("h1"), "10.0.0.99", 1, 56,
+                                     False)
+    assert not [f for f in cap.frames if f[0:6] == mac_bytes(unseen)]
+    assert unseen not in pk.dump()["outside"]
+
+    # Plain to plain: nothing gets through, nothing in the clear.
+    with net.capture() as cap:
+        assert not net.ping("p1", "p2")
+    assert_wire_sealed(cap.frames, (MARKER,))

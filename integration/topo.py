@@ -201,6 +201,21 @@ GATEWAY = Topo(
     bridges=(Bridge("br1"), Bridge("br2"), Bridge("br3")),
     protocols="OpenFlow13")
 
+# Two gateways: br2 and br3 each have a clear port to a plain network
+# (p1 and p2), h1 is a client.
+#
+#   ns <p>h1 --- h1(1) [br1] br1-up(100) ---+
+#   ns <p>p1 --- p1(1) [br2] br2-up(100) ---+-- [wire] -> tcpdump
+#   ns <p>p2 --- p2(1) [br3] br3-up(100) ---+
+GATEWAYS = Topo(
+    hosts=(Host("h1", "br1", "02:00:00:00:01:01", "10.0.0.1/24"),
+           Host("p1", "br2", "02:00:00:00:0a:01", "10.0.0.101/24",
+                role="plain"),
+           Host("p2", "br3", "02:00:00:00:0a:02", "10.0.0.102/24",
+                role="plain")),
+    bridges=(Bridge("br1"), Bridge("br2"), Bridge("br3")),
+    protocols="OpenFlow13")
+
 KEYSERVER_TWO_OVS = Topo(
     hosts=(Host("h1", "br1", "02:00:00:00:01:01", "10.0.0.1/24"),
            Host("h2", "br2", "02:00:00:00:02:02", "10.0.0.2/24")),

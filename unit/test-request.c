@@ -328,9 +328,18 @@ test_gateway(void **state)
     request_judge_send(f->store, &ports, CLEAR_PORT, BROADCAST, ALICE,
                        &req);
     expect_refused(&req, "source is not a unicast address", false);
+
+    /* A broadcast from the plain side teaches where its sender is, unless
+     * the sender uses a client's MAC. */
     request_judge_send(f->store, &ports, CLEAR_PORT, outside, BROADCAST,
                        &req);
-    assert_int_equal(req.verdict, REQUEST_IGNORE);
+    assert_int_equal(req.verdict, REQUEST_LEARN);
+    assert_string_equal(req.me.id, "gw-a");
+    assert_true(eth_addr_equals(req.me.mac, outside));
+    request_judge_send(NULL, &ports, CLEAR_PORT, BOB, BROADCAST, &req);
+    assert_int_equal(req.verdict, REQUEST_LEARN);
+    request_judge_send(f->store, &ports, CLEAR_PORT, BOB, BROADCAST, &req);
+    expect_refused(&req, "source is an enrolled client's MAC", false);
 
     /* From a client to a host never seen: the only gateway serves it. */
     request_judge_send(f->store, &ports, ALICE_PORT, ALICE, outside2, &req);
