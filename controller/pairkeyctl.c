@@ -35,17 +35,21 @@
 struct command {
     const char *name;
     const char *args;           /* For usage. */
-    int n_args;
+    int min_args, max_args;
     const char *help;
 };
 
 static const struct command commands[] = {
-    { "add-client", "ID MAC", 2, "enroll client ID with MAC" },
-    { "del-client", "ID", 1, "revoke client ID and every key it holds" },
-    { "list-clients", "", 0, "list enrolled clients" },
-    { "list-keys", "", 0, "list pair keys (versions and times, never keys)" },
-    { "show", "", 0, "show the key server's status" },
-    { "dump", "", 0, "print clients and keys as tab-separated records" },
+    { "add-client", "ID MAC", 2, 2, "enroll client ID with MAC" },
+    { "del-client", "ID", 1, 1, "revoke client ID and every key it holds" },
+    { "list-clients", "", 0, 0, "list enrolled clients" },
+    { "list-keys", "", 0, 0,
+      "list pair keys (versions and times, never keys)" },
+    { "show", "", 0, 0, "show the key server's status" },
+    { "dump", "", 0, 0, "print clients and keys as tab-separated records" },
+    { "audit", "[--since TIME]", 0, 2,
+      "print the audit log (TIME: ms since the epoch or UTC "
+      "YYYY-MM-DDTHH:MM:SSZ)" },
 };
 
 static const char *target;
@@ -102,10 +106,17 @@ main(int argc, char *argv[])
         ovs_fatal(0, "unknown command '%s'; use --help for usage",
                   argv[optind]);
     }
-    if (argc - optind - 1 != cmd->n_args) {
-        ovs_fatal(0, "'%s' takes %d argument%s (%s); use --help for usage",
-                  cmd->name, cmd->n_args, cmd->n_args == 1 ? "" : "s",
-                  cmd->n_args ? cmd->args : "none");
+    int n_args = argc - optind - 1;
+    if (n_args < cmd->min_args || n_args > cmd->max_args) {
+        if (cmd->min_args == cmd->max_args) {
+            ovs_fatal(0, "'%s' takes %d argument%s (%s); use --help for "
+                      "usage", cmd->name, cmd->min_args,
+                      cmd->min_args == 1 ? "" : "s",
+                      cmd->min_args ? cmd->args : "none");
+        }
+        ovs_fatal(0, "'%s' takes %d to %d arguments (%s); use --help for "
+                  "usage", cmd->name, cmd->min_args, cmd->max_args,
+                  cmd->args);
     }
 
     socket_name = target_socket();
@@ -116,7 +127,7 @@ main(int argc, char *argv[])
     }
 
     unixctl_cmd = xasprintf("pairkey/%s", cmd->name);
-    error = unixctl_client_transact(client, unixctl_cmd, cmd->n_args,
+    error = unixctl_client_transact(client, unixctl_cmd, n_args,
                                     &argv[optind + 1], &cmd_result,
                                     &cmd_error);
     if (error) {

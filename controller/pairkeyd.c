@@ -183,6 +183,45 @@ format_time(long long int msec)
     return xastrftime_msec("%Y-%m-%dT%H:%M:%S.###Z", msec, true);
 }
 
+/* Parses 's', a time as milliseconds since the epoch or as UTC
+ * "YYYY-MM-DDTHH:MM:SS[.mmm]Z", into '*msec'. */
+static bool
+parse_time(const char *s, long long int *msec)
+{
+    int year, mon, day, hour, min, sec, ms = 0, n = 0;
+
+    if (s[0] && strspn(s, "0123456789") == strlen(s) && strlen(s) <= 15) {
+        *msec = strtoll(s, NULL, 10);
+        return true;
+    }
+    if (strlen(s) == 20 || strlen(s) == 24) {
+        const char *fmt = (strlen(s) == 20
+                           ? "%4d-%2d-%2dT%2d:%2d:%2dZ%n"
+                           : "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ%n");
+        bool ok = (strlen(s) == 20
+                   ? sscanf(s, fmt, &year, &mon, &day, &hour, &min, &sec,
+                            &n) == 6
+                   : sscanf(s, fmt, &year, &mon, &day, &hour, &min, &sec,
+                            &ms, &n) == 7);
+        struct tm tm = {
+            .tm_year = year - 1900, .tm_mon = mon - 1, .tm_mday = day,
+            .tm_hour = hour, .tm_min = min, .tm_sec = sec,
+        };
+
+        if (ok && n == strlen(s) && strspn(s, "0123456789-:.TZ") == n
+            && year >= 1970 && mon >= 1 && mon <= 12 && day >= 1
+            && day <= 31 && hour <= 23 && min <= 59 && sec <= 60) {
+            time_t t = timegm(&tm);
+
+            if (t != (time_t) -1 && tm.tm_mday == day) {
+                *msec = (long long int) t * 1000 + ms;
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
 /* Parses 's', which must be exactly six two-digit hexadecimal octets
  * separated by colons, into '*mac'. */
 static bool
@@ -335,6 +374,66 @@ cmd_list_keys(struct unixctl_conn *conn, int argc OVS_UNUSED,
     ds_destroy(&s);
 }
 
+/* The audit log, one tab-separated line per entry: time, event, the two
+ * ids, version, switch, reason ("-" for none).  Never key bytes. */
+static void
+cmd_audit(struct unixctl_conn *conn, int argc, const char *argv[],
+          void *server_)
+{
+    struct server *server = server_;
+    struct ds s = DS_EMPTY_INITIALIZER;
+    struct store_audit *entries;
+    long long int since = 0;
+    size_t n;
+
+    if (argc == 2 && !strcmp(argv[1], "--since")) {
+        unixctl_command_reply_error(conn, "audit: --since needs a TIME");
+        return;
+    } else if (argc == 2 || (argc == 3 && strcmp(argv[1], "--since"))) {
+        char *arg = store_quote_input(argv[1]);
+        char *error = xasprintf("audit: unknown argument '%s' (use "
+                                "--since TIME)", arg);
+        unixctl_command_reply_error(conn, error);
+        free(error);
+        free(arg);
+        return;
+    } else if (argc == 3 && !parse_time(argv[2], &since)) {
+        char *arg = store_quote_input(argv[2]);
+        char *error = xasprintf("audit: invalid time '%s' (use milliseconds "
+                                "since the epoch or YYYY-MM-DDTHH:MM:SSZ)",
+                                arg);
+        unixctl_command_reply_error(conn, error);
+        free(error);
+        free(arg);
+        return;
+    }
+
+    store_list_audit(server->store, since, &entries, &n);
+    for (size_t i = 0; i < n; i++) {
+        const struct store_audit *a = &entries[i];
+        char *when = format_time(a->time);
+        char *sw = store_quote_input(a->switch_name);
+        char *reason = store_quote_input(a->reason);
+
+        ds_put_format(&s, "%s\t%s\t%s\t%s\t", when, a->event,
+                      a->id_a[0] ? a->id_a : "-",
+                      a->id_b[0] ? a->id_b : "-");
+        if (a->version) {
+            ds_put_format(&s, "%"PRIu32, a->version);
+        } else {
+            ds_put_char(&s, '-');
+        }
+        ds_put_format(&s, "\t%s\t%s\n", sw[0] ? sw : "-",
+                      reason[0] ? reason : "-");
+        free(when);
+        free(sw);
+        free(reason);
+    }
+    free(entries);
+    unixctl_command_reply(conn, ds_cstr(&s));
+    ds_destroy(&s);
+}
+
 static void
 cmd_show(struct unixctl_conn *conn, int argc OVS_UNUSED,
          const char *argv[] OVS_UNUSED, void *server_)
@@ -430,6 +529,8 @@ register_commands(struct server *server)
     unixctl_command_register("pairkey/list-keys", "", 0, 0,
                              cmd_list_keys, server);
     unixctl_command_register("pairkey/show", "", 0, 0, cmd_show, server);
+    unixctl_command_register("pairkey/audit", "[--since TIME]", 0, 2,
+                             cmd_audit, server);
     unixctl_command_register("pairkey/dump", "", 0, 0, cmd_dump, server);
     unixctl_command_register("exit", "", 0, 0, cmd_exit, server);
 }

@@ -513,6 +513,43 @@ def test_del_client_cuts_off_within_a_second(ks):
     net.wait_ping("h3", "h4")               # a new pair after the revocation
 
 
+# --------------------------------------------------------------- audit
+
+def test_audit(ks):
+    """12. 'pairkeyctl audit' lists, oldest first, the enrollment of each
+    client and the key issued for a new pair (ids, version 1, the switch
+    that asked, the reason), as tab-separated lines with '-' for empty
+    fields; '--since' (milliseconds or UTC time) keeps only what came at
+    or after it; a revocation is listed; no line holds key bytes."""
+    net, pk = ks
+    lines = [ln.split("\t") for ln in pk.ctl("audit").stdout.splitlines()]
+    assert all(len(f) == 7 for f in lines), lines
+    enrolled = {f[2] for f in lines if f[1] == "enroll"}
+    assert enrolled == {h.name for h in net.topo.hosts}
+    assert [f for f in lines if f[1] == "issue" and f[2] == "-"
+            and f[6] == "group key"]
+
+    cut = lines[-1][0]                  # time of the last entry so far
+    time.sleep(0.01)
+    mark = int(time.time() * 1000)
+    net.wait_ping("h1", "h2")
+    pk.ctl("del-client", "h2")
+    new = [ln.split("\t") for ln in
+           pk.ctl("audit", "--since", str(mark)).stdout.splitlines()]
+    events = [(f[1], f[2], f[3]) for f in new]
+    assert ("issue", "h1", "h2") in events, new
+    issue = next(f for f in new if f[1] == "issue")
+    assert issue[4] == "1" and issue[5] in ("br1", "br2") and \
+        issue[6] == "send request", issue
+    assert ("unenroll", "h2", "-") in events
+    assert ("revoke", "h1", "h2") in events
+    assert all(f[0] >= cut for f in new)
+    iso = pk.ctl("audit", "--since", new[0][0][:19] + "Z").stdout
+    assert iso.splitlines()[-1].split("\t") == new[-1]
+    assert not re.search(r"[0-9a-fA-F]{32}", pk.ctl("audit").stdout), \
+        "something like key bytes in the audit log"
+
+
 # ---------------------------------------------------------- bad input
 
 def _bad_input_cases(net):
@@ -561,6 +598,19 @@ def _bad_input_cases(net):
         ("del-client: two arguments", ["del-client", "h1", "h2"],
          "del-client"),
         ("list-clients: an argument", ["list-clients", "h1"], "list-clients"),
+        ("audit: --since without a time", ["audit", "--since"], "--since"),
+        ("audit: unknown option", ["audit", "--after", "0"], "--after"),
+        ("audit: a lone argument", ["audit", "0"], "'0'"),
+        ("audit: malformed time", ["audit", "--since", "yesterday"],
+         "yesterday"),
+        ("audit: time without Z", ["audit", "--since",
+                                   "2026-11-25T10:00:00"],
+         "2026-11-25T10:00:00"),
+        ("audit: month 13", ["audit", "--since", "2026-13-01T00:00:00Z"],
+         "2026-13-01T00:00:00Z"),
+        ("audit: February 30", ["audit", "--since", "2026-02-30T00:00:00Z"],
+         "2026-02-30T00:00:00Z"),
+        ("audit: three arguments", ["audit", "--since", "0", "x"], "audit"),
         ("unknown command", ["enroll", "h1"], "enroll"),
         ("no command", [], "command"),
     ]
