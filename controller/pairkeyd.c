@@ -23,6 +23,8 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 
 #include "command-line.h"
 #include "daemon.h"
@@ -65,6 +67,7 @@ struct server {
 };
 
 static void parse_options(int argc, char *argv[]);
+static void keep_keys_out_of_core_dumps(void);
 OVS_NO_RETURN static void usage(void);
 static void register_commands(struct server *);
 
@@ -110,6 +113,7 @@ main(int argc, char *argv[])
         n_listeners++;
     }
 
+    keep_keys_out_of_core_dumps();
     error = store_open(db_path, &server.store);
     if (error) {
         ovs_fatal(0, "%s", error);
@@ -173,6 +177,21 @@ main(int argc, char *argv[])
     }
     unixctl_server_destroy(unixctl);
     return 0;
+}
+
+/* This process holds every key it ever issued: no core dump may carry them
+ * to disk, and no other process of the same user may read its memory. */
+static void
+keep_keys_out_of_core_dumps(void)
+{
+    const struct rlimit no_core = { 0, 0 };
+
+    if (setrlimit(RLIMIT_CORE, &no_core)) {
+        ovs_fatal(errno, "cannot disable core dumps");
+    }
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)) {
+        ovs_fatal(errno, "cannot make the process non-dumpable");
+    }
 }
 
 /* Control commands. */

@@ -27,6 +27,7 @@ import time
 
 import pytest
 
+import harness
 import pairkey
 from harness import wait_until
 from pairkey import ETH_P_PAIRKEY, ethertype, mac_bytes, parse_frame
@@ -511,6 +512,16 @@ def test_del_client_cuts_off_within_a_second(ks):
     assert not re.search(r"^h2 ", pk.ctl("list-clients").stdout, re.M)
     assert not net.ping("h2", "h4")
     net.wait_ping("h3", "h4")               # a new pair after the revocation
+
+
+def test_no_core_dumps(ks):
+    """13. pairkeyd holds every key: it runs with core dumps disabled
+    (RLIMIT_CORE 0, soft and hard, so it cannot raise it again)."""
+    net, pk = ks
+    limits = harness.run(["prlimit", "--pid", str(pk.daemon.pid), "--core",
+                          "--output", "SOFT,HARD", "--noheadings", "--raw"],
+                         check=True).stdout.split()
+    assert limits == ["0", "0"], limits
 
 
 # --------------------------------------------------------------- audit
