@@ -31,6 +31,7 @@
 #include "fatal-signal.h"
 #include "keyserver.h"
 #include "marks.h"
+#include "peers.h"
 #include "openflow/openflow.h"
 #include "openvswitch/dynamic-string.h"
 #include "openvswitch/poll-loop.h"
@@ -58,11 +59,14 @@ static char *unixctl_path;
 static char **ovsdb_remotes;
 static size_t n_ovsdb_remotes;
 static enum miss_policy miss_policy = MISS_HOLD;
+static char *own_name;          /* --name: this key server, to its peers. */
+static char *peer_listen;       /* --peer-listen. */
 
 struct server {
     struct store *store;
     struct marks *marks;
     struct keyserver *ks;
+    struct peers *peers;
     bool exiting;
 };
 
@@ -131,6 +135,13 @@ main(int argc, char *argv[])
         marks_add_remote(server.marks, ovsdb_remotes[i]);
     }
     server.ks = keyserver_create(server.store, server.marks, miss_policy);
+    server.peers = peers_create(server.store, own_name);
+    if (peer_listen) {
+        error = peers_listen(server.peers, peer_listen);
+        if (error) {
+            ovs_fatal(0, "%s", error);
+        }
+    }
     server.exiting = false;
     register_commands(&server);
 
@@ -155,6 +166,7 @@ main(int argc, char *argv[])
         }
         marks_run(server.marks);
         keyserver_run(server.ks);
+        peers_run(server.peers);
         unixctl_server_run(unixctl);
 
         for (size_t i = 0; i < n_listeners; i++) {
@@ -162,6 +174,7 @@ main(int argc, char *argv[])
         }
         marks_wait(server.marks);
         keyserver_wait(server.ks);
+        peers_wait(server.peers);
         unixctl_server_wait(unixctl);
         if (server.exiting) {
             poll_immediate_wake();
@@ -169,6 +182,7 @@ main(int argc, char *argv[])
         poll_block();
     }
 
+    peers_destroy(server.peers);
     keyserver_destroy(server.ks);
     marks_destroy(server.marks);
     store_close(server.store);
@@ -339,6 +353,59 @@ cmd_del_client(struct unixctl_conn *conn, int argc OVS_UNUSED,
     free(pairs);
     free(id);
     unixctl_command_reply(conn, NULL);
+}
+
+/* Replies to 'conn' with 'error' (freed), if any, or success after
+ * rereading the peers. */
+static void
+reply_peer_change(struct unixctl_conn *conn, struct server *server,
+                  const char *what, const char *name, char *error)
+{
+    if (error) {
+        char *quoted = store_quote_input(name);
+        char *msg = xasprintf("Unable to %s peer '%s': %s", what, quoted,
+                              error);
+
+        unixctl_command_reply_error(conn, msg);
+        free(msg);
+        free(quoted);
+        free(error);
+    } else {
+        peers_reload(server->peers);
+        unixctl_command_reply(conn, NULL);
+    }
+}
+
+static void
+cmd_add_peer(struct unixctl_conn *conn, int argc OVS_UNUSED,
+             const char *argv[], void *server_)
+{
+    struct server *server = server_;
+
+    reply_peer_change(conn, server, "add", argv[1],
+                      store_add_peer(server->store, argv[1], argv[2]));
+}
+
+static void
+cmd_del_peer(struct unixctl_conn *conn, int argc OVS_UNUSED,
+             const char *argv[], void *server_)
+{
+    struct server *server = server_;
+
+    reply_peer_change(conn, server, "delete", argv[1],
+                      store_del_peer(server->store, argv[1]));
+}
+
+static void
+cmd_list_peers(struct unixctl_conn *conn, int argc OVS_UNUSED,
+               const char *argv[] OVS_UNUSED, void *server_)
+{
+    struct server *server = server_;
+    struct ds s = DS_EMPTY_INITIALIZER;
+
+    peers_format(server->peers, &s);
+    unixctl_command_reply(conn, ds_cstr(&s));
+    ds_destroy(&s);
 }
 
 static void
@@ -550,6 +617,12 @@ register_commands(struct server *server)
     unixctl_command_register("pairkey/show", "", 0, 0, cmd_show, server);
     unixctl_command_register("pairkey/audit", "[--since TIME]", 0, 2,
                              cmd_audit, server);
+    unixctl_command_register("pairkey/add-peer", "NAME REMOTE", 2, 2,
+                             cmd_add_peer, server);
+    unixctl_command_register("pairkey/del-peer", "NAME", 1, 1,
+                             cmd_del_peer, server);
+    unixctl_command_register("pairkey/list-peers", "", 0, 0,
+                             cmd_list_peers, server);
     unixctl_command_register("pairkey/dump", "", 0, 0, cmd_dump, server);
     unixctl_command_register("exit", "", 0, 0, cmd_exit, server);
 }
@@ -565,6 +638,8 @@ parse_options(int argc, char *argv[])
         OPT_MISS_POLICY,
         OPT_UNIXCTL,
         OPT_PEER_CA_CERT,
+        OPT_NAME,
+        OPT_PEER_LISTEN,
         VLOG_OPTION_ENUMS,
         DAEMON_OPTION_ENUMS,
         SSL_OPTION_ENUMS,
@@ -575,6 +650,8 @@ parse_options(int argc, char *argv[])
         {"miss-policy", required_argument, NULL, OPT_MISS_POLICY},
         {"unixctl", required_argument, NULL, OPT_UNIXCTL},
         {"peer-ca-cert", required_argument, NULL, OPT_PEER_CA_CERT},
+        {"name", required_argument, NULL, OPT_NAME},
+        {"peer-listen", required_argument, NULL, OPT_PEER_LISTEN},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         DAEMON_LONG_OPTIONS,
@@ -614,6 +691,19 @@ parse_options(int argc, char *argv[])
 
         case OPT_UNIXCTL:
             unixctl_path = optarg;
+            break;
+
+        case OPT_NAME:
+            if (!store_id_is_valid(optarg)) {
+                char *quoted = store_quote_input(optarg);
+                ovs_fatal(0, "--name=%s: use 1 to 64 letters, digits, '.', "
+                          "'_' or '-'", quoted);
+            }
+            own_name = optarg;
+            break;
+
+        case OPT_PEER_LISTEN:
+            peer_listen = optarg;
             break;
 
         case OPT_PEER_CA_CERT:
@@ -656,7 +746,12 @@ usage(void)
            "  --miss-policy=hold|drop deliver (hold, default) or drop the "
            "packet\n"
            "                          that caused a key request\n"
-           "  --unixctl=SOCKET        override default control socket name\n",
+           "  --unixctl=SOCKET        override default control socket name\n"
+           "  --name=NAME             this key server's name (its "
+           "certificate's),\n"
+           "                          needed to peer with other key "
+           "servers\n"
+           "  --peer-listen=pssl:PORT[:IP]  accept peer key servers\n",
            program_name, program_name);
     daemon_usage();
     vlog_usage();

@@ -17,6 +17,7 @@
 #include <config.h>
 #include "store.h"
 
+#include <ctype.h>
 #include <inttypes.h>
 #include <sodium.h>
 #include <sqlite3.h>
@@ -77,6 +78,21 @@ VLOG_DEFINE_THIS_MODULE(store);
          " DO UPDATE SET gateway = excluded.gateway,"                     \
          " learned = excluded.learned")                                   \
     STMT(OUTSIDE_DELETE, "DELETE FROM outside_macs WHERE mac = :mac")     \
+    STMT(PEER_BY_NAME,                                                    \
+         "SELECT name, remote, created FROM peers WHERE name = :name")    \
+    STMT(PEER_LIST,                                                       \
+         "SELECT name, remote, created FROM peers ORDER BY name")         \
+    STMT(PEER_INSERT,                                                     \
+         "INSERT INTO peers (name, remote, created)"                      \
+         " VALUES (:name, :remote, :now)")                                \
+    STMT(PEER_DELETE, "DELETE FROM peers WHERE name = :name")             \
+    STMT(NETKEY_GET,                                                      \
+         "SELECT version, key, updated FROM netkeys WHERE peer = :peer")  \
+    STMT(NETKEY_PUT,                                                      \
+         "INSERT INTO netkeys (peer, version, key, updated)"              \
+         " VALUES (:peer, :version, :key, :now) ON CONFLICT (peer)"       \
+         " DO UPDATE SET version = excluded.version, key = excluded.key," \
+         " updated = excluded.updated")                                   \
     STMT(CLIENT_INSERT,                                                   \
          "INSERT INTO clients (id, mac, created)"                         \
          " VALUES (:id, :mac, :now)")                                     \
@@ -175,6 +191,17 @@ set_op(struct store *store, const char *format, ...)
     va_start(args, format);
     vsnprintf(store->op, sizeof store->op, format, args);
     va_end(args);
+}
+
+/* Logs and frees 'error', if nonnull: for lookups, whose callers only need
+ * to know whether something was found. */
+static void
+log_error(char *error)
+{
+    if (error) {
+        VLOG_ERR_RL(&rl, "%s", error);
+        free(error);
+    }
 }
 
 /* Returns a copy of user input 's' that is safe to print on one line:
@@ -809,10 +836,7 @@ rollback(struct store *store, enum store_stmt i)
 {
     char *error = stmt_exec(store, stmt_get(store, i));
 
-    if (error) {
-        VLOG_ERR_RL(&rl, "%s", error);
-        free(error);
-    }
+    log_error(error);
 }
 
 /* Ends the change begun by change_begin(): keeps it if 'error' is NULL,
@@ -926,10 +950,7 @@ store_list_audit(struct store *store, long long int since,
         audit_from_row(stmt, *entries + (*n)++);
     }
     stmt_done(stmt);
-    if (error) {
-        VLOG_ERR_RL(&rl, "%s", error);
-        free(error);
-    }
+    log_error(error);
 }
 
 /* Clients. */
@@ -1166,10 +1187,7 @@ store_find_client_by_id(struct store *store, const char *id,
     set_op(store, "cannot look up client '%s'", id);
     error = find_client(store, S_CLIENT_BY_ID, id, eth_addr_zero, client,
                         &found);
-    if (error) {
-        VLOG_ERR_RL(&rl, "%s", error);
-        free(error);
-    }
+    log_error(error);
     return found;
 }
 
@@ -1182,36 +1200,47 @@ store_find_client_by_mac(struct store *store, struct eth_addr mac,
 
     set_op(store, "cannot look up MAC "ETH_ADDR_FMT, ETH_ADDR_ARGS(mac));
     error = find_client(store, S_CLIENT_BY_MAC, NULL, mac, client, &found);
-    if (error) {
-        VLOG_ERR_RL(&rl, "%s", error);
-        free(error);
-    }
+    log_error(error);
     return found;
+}
+
+/* Runs statement 'i' and stores its rows, each converted by 'from_row' into
+ * an element of 'size' bytes, in '*array' (malloc()'d) and their number in
+ * '*n'.  A database failure is logged ('what' says what was listed). */
+static void
+list_rows(struct store *store, enum store_stmt i, const char *what,
+          void (*from_row)(sqlite3_stmt *, void *), size_t size,
+          void **array, size_t *n)
+{
+    sqlite3_stmt *stmt = stmt_get(store, i);
+    size_t allocated = 0;
+    char *error = NULL;
+
+    *array = NULL;
+    *n = 0;
+    set_op(store, "cannot list %s", what);
+    while (stmt_step(store, stmt, &error) == SQLITE_ROW) {
+        if (*n >= allocated) {
+            *array = x2nrealloc(*array, &allocated, size);
+        }
+        from_row(stmt, (char *) *array + (*n)++ * size);
+    }
+    stmt_done(stmt);
+    log_error(error);
+}
+
+static void
+client_row(sqlite3_stmt *stmt, void *client)
+{
+    client_from_row(stmt, client);
 }
 
 static void
 list_clients__(struct store *store, enum store_stmt i,
                struct store_client **clients, size_t *n)
 {
-    sqlite3_stmt *stmt = stmt_get(store, i);
-    size_t allocated = 0;
-    char *error = NULL;
-
-    *clients = NULL;
-    *n = 0;
-    set_op(store, "cannot list %s", i == S_CLIENT_LIST ? "clients"
-           : "gateways");
-    while (stmt_step(store, stmt, &error) == SQLITE_ROW) {
-        if (*n >= allocated) {
-            *clients = x2nrealloc(*clients, &allocated, sizeof **clients);
-        }
-        client_from_row(stmt, *clients + (*n)++);
-    }
-    stmt_done(stmt);
-    if (error) {
-        VLOG_ERR_RL(&rl, "%s", error);
-        free(error);
-    }
+    list_rows(store, i, i == S_CLIENT_LIST ? "clients" : "gateways",
+              client_row, sizeof **clients, (void **) clients, n);
 }
 
 void
@@ -1360,35 +1389,22 @@ store_find_outside(struct store *store, struct eth_addr mac,
     set_op(store, "cannot look up outside MAC "ETH_ADDR_FMT,
            ETH_ADDR_ARGS(mac));
     error = find_outside(store, mac, out, &found);
-    if (error) {
-        VLOG_ERR_RL(&rl, "%s", error);
-        free(error);
-    }
+    log_error(error);
     return found;
+}
+
+static void
+outside_row(sqlite3_stmt *stmt, void *out)
+{
+    outside_from_row(stmt, out);
 }
 
 void
 store_list_outside(struct store *store, struct store_outside **outs,
                    size_t *n)
 {
-    sqlite3_stmt *stmt = stmt_get(store, S_OUTSIDE_LIST);
-    size_t allocated = 0;
-    char *error = NULL;
-
-    *outs = NULL;
-    *n = 0;
-    set_op(store, "cannot list outside MACs");
-    while (stmt_step(store, stmt, &error) == SQLITE_ROW) {
-        if (*n >= allocated) {
-            *outs = x2nrealloc(*outs, &allocated, sizeof **outs);
-        }
-        outside_from_row(stmt, *outs + (*n)++);
-    }
-    stmt_done(stmt);
-    if (error) {
-        VLOG_ERR_RL(&rl, "%s", error);
-        free(error);
-    }
+    list_rows(store, S_OUTSIDE_LIST, "outside MACs", outside_row,
+              sizeof **outs, (void **) outs, n);
 }
 
 /* Pair keys. */
@@ -1633,10 +1649,7 @@ store_find_pair_key(struct store *store, int64_t pair_id,
 
     set_op(store, "cannot look up pair %"PRId64, pair_id);
     error = find_pair_by_id(store, pair_id, pk, &found);
-    if (error) {
-        VLOG_ERR_RL(&rl, "%s", error);
-        free(error);
-    }
+    log_error(error);
     if (!found) {
         store_key_wipe(pk, sizeof *pk);
     }
@@ -1683,10 +1696,7 @@ store_list_pair_keys(struct store *store, const char *client_id,
         }
     }
     stmt_done(stmt);
-    if (error) {
-        VLOG_ERR_RL(&rl, "%s", error);
-        free(error);
-    }
+    log_error(error);
 }
 
 /* The group key. */
@@ -1794,6 +1804,281 @@ store_rotate_group_key(struct store *store, struct store_group_key *gk)
     return error;
 }
 
+/* Peer key servers and NETKEYs. */
+
+static void
+peer_from_row(sqlite3_stmt *stmt, struct store_peer *peer)
+{
+    memset(peer, 0, sizeof *peer);
+    column_strlcpy(stmt, 0, peer->name, sizeof peer->name);
+    column_strlcpy(stmt, 1, peer->remote, sizeof peer->remote);
+    peer->created = sqlite3_column_int64(stmt, 2);
+}
+
+static char * OVS_WARN_UNUSED_RESULT
+find_peer(struct store *store, const char *name, struct store_peer *peer,
+          bool *found)
+{
+    sqlite3_stmt *stmt = stmt_get(store, S_PEER_BY_NAME);
+    char *error = NULL;
+
+    *found = false;
+    bind_text(stmt, ":name", name);
+    if (stmt_step(store, stmt, &error) == SQLITE_ROW) {
+        if (peer) {
+            peer_from_row(stmt, peer);
+        }
+        *found = true;
+    }
+    stmt_done(stmt);
+    return error;
+}
+
+/* A peer's remote: "ssl:" and then printable characters without spaces. */
+static bool
+remote_is_valid(const char *remote)
+{
+    size_t len = strlen(remote);
+
+    if (len <= 4 || len >= STORE_REMOTE_MAX_LEN
+        || strncmp(remote, "ssl:", 4)) {
+        return false;
+    }
+    for (size_t i = 0; i < len; i++) {
+        if (!isgraph((unsigned char) remote[i])) {
+            return false;
+        }
+    }
+    return true;
+}
+
+char *
+store_add_peer(struct store *store, const char *name, const char *remote)
+{
+    char *error = check_id(name);
+    bool found;
+
+    if (error) {
+        return error;
+    }
+    if (!remote_is_valid(remote)) {
+        char *quoted = store_quote_input(remote);
+        error = xasprintf("peer remote '%s' is not valid: use "
+                          "ssl:HOST:PORT (peer links carry keys)", quoted);
+        free(quoted);
+        return error;
+    }
+    set_op(store, "cannot add peer '%s'", name);
+    error = change_begin(store);
+    if (!error) {
+        error = find_peer(store, name, NULL, &found);
+        if (!error && found) {
+            error = xasprintf("peer '%s' already exists", name);
+        }
+    }
+    if (!error) {
+        sqlite3_stmt *stmt = stmt_get(store, S_PEER_INSERT);
+
+        bind_text(stmt, ":name", name);
+        bind_text(stmt, ":remote", remote);
+        bind_now(stmt);
+        error = stmt_exec(store, stmt);
+    }
+    if (!error) {
+        char *reason = xasprintf("remote %s", remote);
+        error = audit_add(store, "peer", name, NULL, 0, NULL, reason);
+        free(reason);
+    }
+    return change_end(store, error);
+}
+
+char *
+store_del_peer(struct store *store, const char *name)
+{
+    char *error = check_id(name);
+    bool found;
+
+    if (error) {
+        return error;
+    }
+    set_op(store, "cannot delete peer '%s'", name);
+    error = change_begin(store);
+    if (!error) {
+        error = find_peer(store, name, NULL, &found);
+        if (!error && !found) {
+            error = xasprintf("unknown peer '%s'", name);
+        }
+    }
+    if (!error) {
+        sqlite3_stmt *stmt = stmt_get(store, S_PEER_DELETE);
+
+        bind_text(stmt, ":name", name);
+        error = stmt_exec(store, stmt);
+    }
+    if (!error) {
+        error = audit_add(store, "unpeer", name, NULL, 0, NULL, NULL);
+    }
+    return change_end(store, error);
+}
+
+bool
+store_find_peer(struct store *store, const char *name,
+                struct store_peer *peer)
+{
+    char *error;
+    bool found = false;
+
+    if (!store_id_is_valid(name)) {
+        return false;
+    }
+    set_op(store, "cannot look up peer '%s'", name);
+    error = find_peer(store, name, peer, &found);
+    log_error(error);
+    return found;
+}
+
+static void
+peer_row(sqlite3_stmt *stmt, void *peer)
+{
+    peer_from_row(stmt, peer);
+}
+
+void
+store_list_peers(struct store *store, struct store_peer **peers, size_t *n)
+{
+    list_rows(store, S_PEER_LIST, "peers", peer_row, sizeof **peers,
+              (void **) peers, n);
+}
+
+static char * OVS_WARN_UNUSED_RESULT
+find_netkey(struct store *store, const char *peer, struct store_netkey *nk,
+            bool *found)
+{
+    sqlite3_stmt *stmt = stmt_get(store, S_NETKEY_GET);
+    char *error = NULL;
+
+    *found = false;
+    memset(nk, 0, sizeof *nk);
+    bind_text(stmt, ":peer", peer);
+    if (stmt_step(store, stmt, &error) == SQLITE_ROW) {
+        nk->version = column_u32(stmt, 0);
+        if (column_key(stmt, 1, nk->key)) {
+            nk->updated = sqlite3_column_int64(stmt, 2);
+            *found = true;
+        } else {
+            error = xasprintf("%s: the NETKEY of peer '%s' is not valid",
+                              store->path, peer);
+        }
+    }
+    stmt_done(stmt);
+    return error;
+}
+
+static char * OVS_WARN_UNUSED_RESULT
+put_netkey__(struct store *store, const char *peer,
+             const struct store_netkey *nk, const char *event)
+{
+    sqlite3_stmt *stmt = stmt_get(store, S_NETKEY_PUT);
+    char *error;
+
+    bind_text(stmt, ":peer", peer);
+    bind_int64(stmt, ":version", nk->version);
+    bind_key(stmt, ":key", nk->key);
+    bind_int64(stmt, ":now", nk->updated);
+    error = stmt_exec(store, stmt);
+    if (!error) {
+        error = audit_add(store, event, peer, NULL, nk->version, NULL,
+                          "netkey");
+    }
+    return error;
+}
+
+bool
+store_get_netkey(struct store *store, const char *peer,
+                 struct store_netkey *nk)
+{
+    char *error;
+    bool found = false;
+
+    set_op(store, "cannot get NETKEY of peer '%s'", peer);
+    error = find_netkey(store, peer, nk, &found);
+    log_error(error);
+    if (!found) {
+        store_key_wipe(nk, sizeof *nk);
+    }
+    return found;
+}
+
+char *
+store_issue_netkey(struct store *store, const char *peer,
+                   struct store_netkey *nk)
+{
+    char *error;
+    bool found;
+
+    set_op(store, "cannot issue NETKEY for peer '%s'", peer);
+    error = change_begin(store);
+    if (!error) {
+        error = find_peer(store, peer, NULL, &found);
+        if (!error && !found) {
+            error = xasprintf("unknown peer '%s'", peer);
+        }
+    }
+    if (!error) {
+        error = find_netkey(store, peer, nk, &found);
+        if (!error && !found) {
+            nk->version = 1;
+            randombytes_buf(nk->key, sizeof nk->key);
+            nk->updated = time_wall_msec();
+            error = put_netkey__(store, peer, nk, "issue");
+        }
+    }
+    error = change_end(store, error);
+    if (error) {
+        store_key_wipe(nk, sizeof *nk);
+    }
+    return error;
+}
+
+char *
+store_put_netkey(struct store *store, const char *peer,
+                 const struct store_netkey *nk)
+{
+    struct store_netkey old;
+    char *error;
+    bool found;
+
+    set_op(store, "cannot store NETKEY of peer '%s'", peer);
+    if (!nk->version) {
+        return xasprintf("NETKEY version 0 from peer '%s' is not valid",
+                         peer);
+    }
+    error = change_begin(store);
+    if (!error) {
+        error = find_peer(store, peer, NULL, &found);
+        if (!error && !found) {
+            error = xasprintf("unknown peer '%s'", peer);
+        }
+    }
+    if (!error) {
+        error = find_netkey(store, peer, &old, &found);
+    }
+    if (!error && found && old.version > nk->version) {
+        error = xasprintf("NETKEY version %"PRIu32" from peer '%s' is "
+                          "older than version %"PRIu32, nk->version, peer,
+                          old.version);
+    } else if (!error && (!found || old.version != nk->version
+                          || memcmp(old.key, nk->key, sizeof old.key))) {
+        struct store_netkey put = *nk;
+
+        put.updated = time_wall_msec();
+        error = put_netkey__(store, peer, &put, "obtain");
+        store_key_wipe(&put, sizeof put);
+    }
+    store_key_wipe(&old, sizeof old);
+    return change_end(store, error);
+}
+
 /* Counts. */
 
 static size_t
@@ -1809,10 +2094,7 @@ count(struct store *store, enum store_stmt i)
         n = sqlite3_column_int64(stmt, 0);
     }
     stmt_done(stmt);
-    if (error) {
-        VLOG_ERR_RL(&rl, "%s", error);
-        free(error);
-    }
+    log_error(error);
     return n;
 }
 

@@ -213,6 +213,48 @@ char *store_get_group_key(struct store *, struct store_group_key *)
 char *store_rotate_group_key(struct store *, struct store_group_key *)
     OVS_WARN_UNUSED_RESULT;
 
+/* Peer key servers of other encrypted subnets, and the inter-network key
+ * (NETKEY) shared with each.  Remotes are "ssl:HOST:PORT" only: the links
+ * carry keys. */
+#define STORE_REMOTE_MAX_LEN 256
+
+struct store_peer {
+    char name[STORE_ID_MAX_LEN + 1];
+    char remote[STORE_REMOTE_MAX_LEN];
+    long long int created;      /* Milliseconds since the epoch. */
+};
+
+struct store_netkey {
+    uint32_t version;
+    uint8_t key[STORE_KEY_LEN];
+    long long int updated;      /* Milliseconds since the epoch. */
+};
+
+/* Adds peer 'name' at 'remote' (audited as "peer"); deletes it with its
+ * NETKEY (audited as "unpeer"). */
+char *store_add_peer(struct store *, const char *name, const char *remote)
+    OVS_WARN_UNUSED_RESULT;
+char *store_del_peer(struct store *, const char *name)
+    OVS_WARN_UNUSED_RESULT;
+bool store_find_peer(struct store *, const char *name, struct store_peer *);
+void store_list_peers(struct store *, struct store_peer **, size_t *n);
+
+/* The NETKEY shared with 'peer', if any. */
+bool store_get_netkey(struct store *, const char *peer,
+                      struct store_netkey *);
+
+/* The NETKEY of 'peer' for the key server that generates it: version 1,
+ * created now (audited as "issue") if there is none yet. */
+char *store_issue_netkey(struct store *, const char *peer,
+                         struct store_netkey *)
+    OVS_WARN_UNUSED_RESULT;
+
+/* Stores NETKEY 'nk' obtained from 'peer' (audited as "obtain" if it is
+ * new).  Refuses a version older than the one stored. */
+char *store_put_netkey(struct store *, const char *peer,
+                       const struct store_netkey *)
+    OVS_WARN_UNUSED_RESULT;
+
 /* Audit log.  Events: "enroll", "unenroll", "issue", "rotate", "revoke".
  * "enroll" and "unenroll" have id_a = the client and reason "mac <MAC>".
  * Strings longer than their field are truncated. */

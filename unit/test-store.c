@@ -1708,6 +1708,74 @@ test_gateways(void **state)
     store_close(store);
 }
 
+/* Peers and their NETKEYs: the owner issues once, the other side stores
+ * what it obtains and never goes back to an older version. */
+static void
+test_peers(void **state)
+{
+    struct fixture *f = *state;
+    struct store *store = open_store(f->path);
+    struct store_netkey nk, nk2, got;
+    struct store_peer *peers, peer;
+    size_t n;
+
+    OK(store_add_peer(store, "ks-b", "ssl:10.0.0.2:6641"));
+    assert_true(store_find_peer(store, "ks-b", &peer));
+    assert_string_equal(peer.remote, "ssl:10.0.0.2:6641");
+
+    char *dump = db_dump(f->path);
+    expect_error(store_add_peer(store, "ks-b", "ssl:10.0.0.3:6641"),
+                 "peer 'ks-b' already exists");
+    expect_error(store_add_peer(store, "ks-c", "tcp:10.0.0.3:6641"),
+                 "peer remote 'tcp:10.0.0.3:6641' is not valid: use "
+                 "ssl:HOST:PORT (peer links carry keys)");
+    expect_error(store_add_peer(store, "ks-c", "ssl:"),
+                 "peer remote 'ssl:' is not valid: use ssl:HOST:PORT "
+                 "(peer links carry keys)");
+    expect_error(store_add_peer(store, "ks-c", "ssl:a b"),
+                 "peer remote 'ssl:a b' is not valid: use ssl:HOST:PORT "
+                 "(peer links carry keys)");
+    expect_error(store_del_peer(store, "ks-z"), "unknown peer 'ks-z'");
+    expect_error(store_issue_netkey(store, "ks-z", &nk),
+                 "unknown peer 'ks-z'");
+    assert_same_dump(f->path, dump);
+    free(dump);
+
+    /* Issued once, then the same. */
+    assert_false(store_get_netkey(store, "ks-b", &got));
+    OK(store_issue_netkey(store, "ks-b", &nk));
+    assert_int_equal(nk.version, 1);
+    assert_false(key_is_zero(nk.key));
+    OK(store_issue_netkey(store, "ks-b", &nk2));
+    assert_memory_equal(&nk, &nk2, sizeof nk);
+    assert_true(store_get_netkey(store, "ks-b", &got));
+    assert_memory_equal(nk.key, got.key, sizeof nk.key);
+
+    /* Obtained from a peer: newer versions replace, older are refused. */
+    OK(store_add_peer(store, "ks-0", "ssl:10.0.0.9:6641"));
+    nk2.version = 3;
+    OK(store_put_netkey(store, "ks-0", &nk2));
+    assert_true(store_get_netkey(store, "ks-0", &got));
+    assert_int_equal(got.version, 3);
+    nk2.version = 2;
+    expect_error(store_put_netkey(store, "ks-0", &nk2),
+                 "NETKEY version 2 from peer 'ks-0' is older than version "
+                 "3");
+    nk2.version = 0;
+    expect_error(store_put_netkey(store, "ks-0", &nk2),
+                 "NETKEY version 0 from peer 'ks-0' is not valid");
+
+    /* Deleting a peer deletes its NETKEY. */
+    OK(store_del_peer(store, "ks-0"));
+    assert_false(store_get_netkey(store, "ks-0", &got));
+    store_list_peers(store, &peers, &n);
+    assert_int_equal(n, 1);
+    assert_string_equal(peers[0].name, "ks-b");
+    free(peers);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM netkeys"), 1);
+    store_close(store);
+}
+
 /* Migration 2 keeps every client and pair key of a version 1 database. */
 static void
 test_migrate_keeps_data(void **state)
@@ -1756,6 +1824,7 @@ main(void)
         T(test_batch),
         T(test_audit),
         T(test_gateways),
+        T(test_peers),
         T(test_migrate_keeps_data),
         T(test_kill9_before_commit),
         T(test_kill9_after_commit),

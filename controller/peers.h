@@ -1,0 +1,58 @@
+/*
+ * Copyright (c) 2026 The pairkey authors.
+ *
+ * Licensed under the Apache License, Version 2.0 (the "License");
+ * you may not use this file except in compliance with the License.
+ * You may obtain a copy of the License at:
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+#ifndef PEERS_H
+#define PEERS_H 1
+
+/* Peer key servers: the key servers of other encrypted subnets, and the
+ * inter-network key (NETKEY) shared with each (patent: NETKEY, handed only
+ * to a peer key server whose identity was verified).
+ *
+ * Peers talk JSON-RPC over SSL only, each side presenting a certificate
+ * that the other's CA verifies; a peer is who its certificate's common name
+ * says ("NAME", or "NAME id:..." as ovs-pki makes them), and must be one
+ * configured with 'pairkeyctl add-peer NAME REMOTE'.  Of two peers, the one
+ * whose name sorts first generates their NETKEY; the other asks for it on
+ * every connection, and the owner answers only a verified peer.  A key
+ * server that fails authentication gets nothing, and is logged. */
+
+#include <stdbool.h>
+#include "openvswitch/compiler.h"
+
+struct ds;
+struct store;
+struct peers;
+
+/* 'name' is this key server's own name (its certificate's); NULL disables
+ * peering. */
+struct peers *peers_create(struct store *, const char *name);
+void peers_destroy(struct peers *);
+
+/* Listens for peers on 'pstream' ("pssl:PORT[:IP]"). */
+char *peers_listen(struct peers *, const char *pstream)
+    OVS_WARN_UNUSED_RESULT;
+
+/* Rereads the configured peers from the store. */
+void peers_reload(struct peers *);
+
+void peers_run(struct peers *);
+void peers_wait(struct peers *);
+
+/* One line per configured peer: name, remote, link state, NETKEY version
+ * and fingerprint (never the key). */
+void peers_format(struct peers *, struct ds *);
+
+#endif /* peers.h */
