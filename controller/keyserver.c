@@ -40,6 +40,7 @@
 #include "openvswitch/ofp-protocol.h"
 #include "openvswitch/ofp-switch.h"
 #include "openvswitch/ofpbuf.h"
+#include "openvswitch/poll-loop.h"
 #include "openvswitch/rconn.h"
 #include "openvswitch/vconn.h"
 #include "openvswitch/vlog.h"
@@ -68,6 +69,9 @@ static struct vlog_rate_limit rl = VLOG_RATE_LIMIT_INIT(5, 20);
 #define LOCAL_COOKIE UINT64_C(0x706c000000000000)
 #define DROP_COOKIE UINT64_C(0x706d000000000000)
 #define LEARN_COOKIE UINT64_C(0x706e000000000000)
+
+/* NETKEY SA ids: this plus the inter port's number. */
+#define NETKEY_SA_BASE INT64_C(0xffff0000)
 
 /* Seconds a learned outside host's broadcasts bypass the key server. */
 #define LEARNED_IDLE_TIMEOUT 300
@@ -153,6 +157,7 @@ struct keyserver {
     struct ovs_list switches;   /* Contains "struct pk_switch"es. */
     uint64_t next_conn_seq;
     uint64_t marks_seqno;
+    bool reprogram;             /* Reprogram every switch at the next run. */
     struct hmap held;
     struct hmap issued;
 
@@ -795,6 +800,36 @@ put_output(struct ofpbuf *ofpacts, ofp_port_t port)
     ofpact_put_OUTPUT(ofpacts)->port = port;
 }
 
+/* The SA of the NETKEY on inter port 'ofport': above every pair id. */
+static int64_t
+netkey_sa_id(ofp_port_t ofport)
+{
+    return NETKEY_SA_BASE + ofp_to_u16(ofport);
+}
+
+/* Appends an output to port 'ofport' of 'sw': to an inter port, under the
+ * NETKEY, in a clone so that the frame stays as it is for what follows. */
+static void
+put_port_output(struct ofpbuf *ofpacts, const struct pk_switch *sw,
+                ofp_port_t ofport)
+{
+    for (size_t i = 0; i < sw->n_marks; i++) {
+        if (sw->marks[i].ofport == ofport && sw->marks[i].role == MARK_INTER) {
+            size_t ofs = ofpacts->size;
+            struct ofpact_nest *clone;
+
+            ofpact_put_CLONE(ofpacts);
+            ofpact_put_ENCRYPT(ofpacts)->sa_id = netkey_sa_id(ofport);
+            put_output(ofpacts, ofport);
+            clone = ofpbuf_at_assert(ofpacts, ofs, sizeof *clone);
+            ofpacts->header = clone;
+            ofpact_finish_CLONE(ofpacts, &clone);
+            return;
+        }
+    }
+    put_output(ofpacts, ofport);
+}
+
 static void
 put_controller(struct ofpbuf *ofpacts)
 {
@@ -815,7 +850,7 @@ put_group_flood(struct ofpbuf *ofpacts, const struct pk_switch *sw,
     ofpbuf_clear(ofpacts);
     for (size_t k = 0; k < sw->n_marks; k++) {
         if (member[k] && k != from) {
-            put_output(ofpacts, sw->marks[k].ofport);
+            put_port_output(ofpacts, sw, sw->marks[k].ofport);
         }
     }
     if (uplink) {
@@ -866,7 +901,7 @@ switch_program(struct keyserver *ks, struct pk_switch *sw)
      * of which makes this bridge a gateway). */
     bool *member = xcalloc(sw->n_marks + 1, sizeof *member);
     for (size_t i = 0; i < sw->n_marks; i++) {
-        if (sw->marks[i].role == MARK_CLEAR) {
+        if (mark_is_gateway(&sw->marks[i])) {
             char *error = store_add_gateway(ks->store,
                                             sw->marks[i].client_id);
             if (error) {
@@ -877,7 +912,7 @@ switch_program(struct keyserver *ks, struct pk_switch *sw)
             }
             any_clear = true;
         }
-        member[i] = enrolled[i] || sw->marks[i].role == MARK_CLEAR;
+        member[i] = enrolled[i] || mark_is_gateway(&sw->marks[i]);
     }
 
     /* The ports or clients behind the pair flows may have changed: the
@@ -905,12 +940,17 @@ switch_program(struct keyserver *ks, struct pk_switch *sw)
             ofpact_put_GOTO_TABLE(&ofpacts)->table_id = TABLE_RECV;
             add_base_flow(sw, &flows, &n, &allocated, TABLE_PORTS, 100,
                           &match, &ofpacts);
-        } else if (m->role == MARK_CLEAR) {
+        } else if (mark_is_gateway(m)) {
             if (!member[i]) {
                 continue;
             }
             /* Any source: the key server refuses a plain host that uses a
-             * client's MAC. */
+             * client's MAC.  From an inter port, only what the NETKEY
+             * opens. */
+            if (m->role == MARK_INTER) {
+                match_set_dl_type(&match, htons(CRYPT_ETH_TYPE));
+                ofpact_put_DECRYPT(&ofpacts)->sa_id = netkey_sa_id(m->ofport);
+            }
             ofpact_put_GOTO_TABLE(&ofpacts)->table_id = TABLE_SEND;
             add_base_flow(sw, &flows, &n, &allocated, TABLE_PORTS, 100,
                           &match, &ofpacts);
@@ -918,6 +958,8 @@ switch_program(struct keyserver *ks, struct pk_switch *sw)
             /* Table 1: broadcast and multicast from the plain network go
              * in the clear to this bridge's clients and under the group key
              * to the uplink. */
+            match_init_catchall(&match);
+            match_set_in_port(&match, m->ofport);
             match_set_dl_dst_masked(&match, group_bit, group_bit);
             put_group_flood(&ofpacts, sw, member, i, uplink);
             put_controller(&ofpacts);       /* To learn the sender. */
@@ -978,7 +1020,7 @@ switch_program(struct keyserver *ks, struct pk_switch *sw)
         ofpact_put_DECRYPT(&ofpacts)->sa_id = GROUP_SA_ID;
         for (size_t k = 0; k < sw->n_marks; k++) {
             if (member[k]) {
-                put_output(&ofpacts, sw->marks[k].ofport);
+                put_port_output(&ofpacts, sw, sw->marks[k].ofport);
             }
         }
         add_base_flow(sw, &flows, &n, &allocated, TABLE_RECV, 200, &match,
@@ -999,6 +1041,31 @@ switch_program(struct keyserver *ks, struct pk_switch *sw)
     ofpbuf_uninit(&ofpacts);
     free(enrolled);
     free(member);
+
+    /* The NETKEY of each inter port, once the peers agreed on one. */
+    for (size_t i = 0; i < sw->n_marks; i++) {
+        const struct mark *m = &sw->marks[i];
+        int64_t sa_id = netkey_sa_id(m->ofport);
+        struct store_netkey nk;
+
+        if (m->role != MARK_INTER) {
+            continue;
+        }
+        if (store_get_netkey(ks->store, m->peer, &nk)) {
+            const struct sa_entry *e = switch_find_sa(sw, sa_id);
+
+            if (!e || e->version != nk.version) {
+                struct key key = { .sa_id = sa_id, .version = nk.version };
+
+                memcpy(key.bytes, nk.key, sizeof key.bytes);
+                install_key(ks, sw, &key);
+                key_wipe(&key);
+            }
+            store_key_wipe(&nk, sizeof nk);
+        } else if (switch_find_sa(sw, sa_id)) {
+            delete_key(sw, sa_id);
+        }
+    }
 
     /* The group key, for every bridge that has clients or is a gateway. */
     if ((any_client || any_clear) && uplink) {
@@ -1055,7 +1122,7 @@ install_pair_flows(struct keyserver *ks, const struct store_client *a,
 
         ofpbuf_clear(&ofpacts);
         ofpact_put_DECRYPT(&ofpacts)->sa_id = key->sa_id;
-        put_output(&ofpacts, port);
+        put_port_output(&ofpacts, sw, port);
         send_pair_flow(sw, TABLE_RECV, peer->mac, me->mac, &ofpacts,
                        key->sa_id);
         ofpbuf_uninit(&ofpacts);
@@ -1071,7 +1138,7 @@ install_local_flow(struct pk_switch *sw, const struct store_client *from,
     struct ofpbuf ofpacts;
 
     ofpbuf_init(&ofpacts, 16);
-    put_output(&ofpacts, to_port);
+    put_port_output(&ofpacts, sw, to_port);
     send_pair_flow(sw, TABLE_SEND, from->mac, to->mac, &ofpacts,
                    LOCAL_COOKIE);
     ofpbuf_uninit(&ofpacts);
@@ -1094,14 +1161,20 @@ install_refusal(struct pk_switch *sw, uint8_t table_id,
 
 static void
 release_packet(struct keyserver *ks, struct pk_switch *sw,
-               const struct ofputil_packet_in *pi, ofp_port_t in_port)
+               const struct ofputil_packet_in *pi, ofp_port_t in_port,
+               uint8_t table_id)
 {
     if (ks->miss_policy == MISS_HOLD) {
         struct ofputil_packet_out po;
         struct ofpbuf ofpacts;
+        struct ofpact_resubmit *resubmit;
 
+        /* Back into the table that missed: a frame from an inter port is
+         * no longer what table 0 lets in from there. */
         ofpbuf_init(&ofpacts, 16);
-        put_output(&ofpacts, OFPP_TABLE);
+        resubmit = ofpact_put_RESUBMIT(&ofpacts);
+        resubmit->in_port = OFPP_IN_PORT;
+        resubmit->table_id = table_id;
         po.packet = pi->packet;
         po.packet_len = pi->packet_len;
         po.buffer_id = UINT32_MAX;
@@ -1130,7 +1203,7 @@ answer_from_memory(struct keyserver *ks, struct pk_switch *sw,
     }
     ks->n_repeated++;
     switch_send(sw, ofpbuf_clone(pf->flow_mod));
-    release_packet(ks, sw, pi, flow->in_port.ofp_port);
+    release_packet(ks, sw, pi, flow->in_port.ofp_port, table_id);
     return true;
 }
 
@@ -1245,7 +1318,7 @@ install_learned_flood(struct pk_switch *sw, ofp_port_t port,
 
     for (size_t k = 0; k < sw->n_marks; k++) {
         member[k] = (!eth_addr_is_zero(sw->macs[k])
-                     || sw->marks[k].role == MARK_CLEAR);
+                     || mark_is_gateway(&sw->marks[k]));
         if (sw->marks[k].ofport == port) {
             from = k;
         }
@@ -1338,7 +1411,7 @@ process_send_request(struct keyserver *ks, struct pk_switch *sw,
                                true)) {
         return;
     }
-    release_packet(ks, sw, pi, in_port);
+    release_packet(ks, sw, pi, in_port, TABLE_SEND);
 }
 
 /* An encrypted frame from the uplink for a client here, from a source
@@ -1363,7 +1436,7 @@ process_recv_request(struct keyserver *ks, struct pk_switch *sw,
         refuse_request(ks, sw, &req, TABLE_RECV, flow);
     } else if (answer_request(ks, sw, &req.me, &req.peer, "receive request",
                               false)) {
-        release_packet(ks, sw, pi, flow->in_port.ofp_port);
+        release_packet(ks, sw, pi, flow->in_port.ofp_port, TABLE_RECV);
     } else {
         req.why = "no key for this pair yet";
         req.drop_pair = true;
@@ -1509,8 +1582,9 @@ keyserver_run(struct keyserver *ks)
     bool reprogram = false;
     char *error;
 
-    if (marks_seqno(ks->marks) != ks->marks_seqno) {
+    if (marks_seqno(ks->marks) != ks->marks_seqno || ks->reprogram) {
         ks->marks_seqno = marks_seqno(ks->marks);
+        ks->reprogram = false;
         reprogram = true;
     }
 
@@ -1571,6 +1645,13 @@ keyserver_client_added(struct keyserver *ks, struct eth_addr mac)
 }
 
 void
+keyserver_netkeys_changed(struct keyserver *ks)
+{
+    ks->reprogram = true;
+    poll_immediate_wake();
+}
+
+void
 keyserver_client_removed(struct keyserver *ks, struct eth_addr mac,
                          const int64_t *pair_ids, size_t n)
 {
@@ -1627,6 +1708,7 @@ keyserver_format_status(const struct keyserver *ks, struct ds *s)
                     n_uplinks++;
                     break;
                 case MARK_CLEAR:
+                case MARK_INTER:
                     n_clear++;
                     break;
                 }
@@ -1635,7 +1717,7 @@ keyserver_format_status(const struct keyserver *ks, struct ds *s)
                           "ports, %"PRIuSIZE" uplinks, ", sw->dpid, n_clients,
                           n_uplinks);
             if (n_clear) {
-                ds_put_format(s, "%"PRIuSIZE" clear ports, ", n_clear);
+                ds_put_format(s, "%"PRIuSIZE" gateway ports, ", n_clear);
             }
             ds_put_format(s, "%"PRIuSIZE" keys", hmap_count(&sw->sas));
         }

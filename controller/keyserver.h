@@ -63,6 +63,9 @@ void keyserver_client_added(struct keyserver *, struct eth_addr mac);
 void keyserver_client_removed(struct keyserver *, struct eth_addr mac,
                               const int64_t *pair_ids, size_t n);
 
+/* Tell the key server that a NETKEY shared with a peer changed. */
+void keyserver_netkeys_changed(struct keyserver *);
+
 void keyserver_format_status(const struct keyserver *, struct ds *);
 
 #endif /* keyserver.h */

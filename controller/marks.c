@@ -187,12 +187,24 @@ parse_mark(const struct marks *marks_, const struct ovsrec_interface *iface,
         mark->client_id = xstrdup(id);
     } else if (!strcmp(role, "uplink")) {
         mark->role = MARK_UPLINK;
-    } else if (!strcmp(role, "clear")) {
+    } else if (!strcmp(role, "clear") || !strcmp(role, "inter")) {
+        const char *peer = smap_get(&iface->external_ids, "pairkey-peer");
+
         if (id && !store_id_is_valid(id)) {
             warn_once(marks, iface->name, "pairkey-id is not a valid id");
             return false;
         }
-        mark->role = MARK_CLEAR;
+        if (!strcmp(role, "inter")) {
+            if (!peer || !store_id_is_valid(peer)) {
+                warn_once(marks, iface->name, "pairkey-role=inter needs "
+                          "pairkey-peer=NAME, a valid peer name");
+                return false;
+            }
+            mark->role = MARK_INTER;
+            mark->peer = xstrdup(peer);
+        } else {
+            mark->role = MARK_CLEAR;
+        }
         mark->client_id = (id ? xstrdup(id)
                            : xasprintf(MARKS_GATEWAY_ID_FMT, dpid));
     } else {
@@ -266,6 +278,7 @@ marks_free(struct mark *array, size_t n)
     for (size_t i = 0; i < n; i++) {
         free(array[i].iface);
         free(array[i].client_id);
+        free(array[i].peer);
     }
     free(array);
 }
@@ -305,6 +318,7 @@ index_clients(struct marks *marks)
                     }
                     free(mark.iface);
                     free(mark.client_id);
+                    free(mark.peer);
                 }
             }
         }

@@ -26,7 +26,11 @@
  * (toward the encrypted network) or
  *     external_ids:pairkey-role=clear [external_ids:pairkey-id=ID]
  * (a fully decrypted port to a plain network, which makes the bridge the
- * gateway ID, by default "gw-" and the bridge's datapath id in hex).
+ * gateway ID, by default "gw-" and the bridge's datapath id in hex), or
+ *     external_ids:pairkey-role=inter external_ids:pairkey-peer=NAME
+ *     [external_ids:pairkey-id=ID]
+ * (toward the encrypted subnet of peer key server NAME: a gateway port
+ * whose frames travel under the NETKEY shared with NAME).
  * Marks are grouped by the datapath id of the interface's bridge, which is
  * how OpenFlow connections are matched to bridges.  A malformed mark is
  * logged and ignored. */
@@ -41,6 +45,7 @@ enum mark_role {
     MARK_CLIENT,
     MARK_UPLINK,
     MARK_CLEAR,                 /* Fully decrypted port to a plain network. */
+    MARK_INTER,                 /* Toward another encrypted subnet. */
 };
 
 /* The gateway id of a clear port without pairkey-id, from its bridge's
@@ -52,8 +57,18 @@ struct mark {
     ofp_port_t ofport;
     char *iface;                /* Interface name. */
     char *client_id;            /* MARK_CLIENT: the client's id.
-                                 * MARK_CLEAR: the gateway's id. */
+                                 * MARK_CLEAR, MARK_INTER: the gateway's
+                                 * id. */
+    char *peer;                 /* MARK_INTER: the peer key server whose
+                                 * NETKEY protects the link. */
 };
+
+/* True for the ports that make their bridge a gateway. */
+static inline bool
+mark_is_gateway(const struct mark *m)
+{
+    return m->role == MARK_CLEAR || m->role == MARK_INTER;
+}
 
 struct marks;
 

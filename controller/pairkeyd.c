@@ -151,6 +151,7 @@ main(int argc, char *argv[])
               store_schema_version(server.store),
               store_count_clients(server.store));
 
+    uint64_t netkeys_seqno = peers_seqno(server.peers);
     while (!server.exiting) {
         for (size_t i = 0; i < n_listeners; i++) {
             struct vconn *vconn;
@@ -167,6 +168,10 @@ main(int argc, char *argv[])
         marks_run(server.marks);
         keyserver_run(server.ks);
         peers_run(server.peers);
+        if (peers_seqno(server.peers) != netkeys_seqno) {
+            netkeys_seqno = peers_seqno(server.peers);
+            keyserver_netkeys_changed(server.ks);
+        }
         unixctl_server_run(unixctl);
 
         for (size_t i = 0; i < n_listeners; i++) {

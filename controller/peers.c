@@ -60,6 +60,7 @@ struct peers {
     char *name;                 /* Ours. */
     struct pstream *listener;
     struct ovs_list conns;      /* Contains "struct peer_conn"s. */
+    uint64_t seqno;             /* Changes when a NETKEY may have. */
 };
 
 struct peers *
@@ -139,6 +140,7 @@ peers_reload(struct peers *peers)
     struct peer_conn *conn;
     size_t n;
 
+    peers->seqno++;             /* A deleted peer takes its NETKEY. */
     if (!peers->name) {
         return;
     }
@@ -262,6 +264,7 @@ answer_netkey(struct peers *peers, struct peer_conn *conn,
         free(error);
         return;
     }
+    peers->seqno++;             /* Issued now, maybe. */
     key_to_hex(nk.key, hex);
     result = json_object_create();
     json_object_put(result, "version", json_integer_create(nk.version));
@@ -303,6 +306,7 @@ take_netkey(struct peers *peers, struct peer_conn *conn,
         free(error);
     } else {
         VLOG_INFO("peer %s: NETKEY version %"PRIu32, conn->peer, nk.version);
+        peers->seqno++;
     }
     store_key_wipe(&nk, sizeof nk);
 }
@@ -430,6 +434,12 @@ peers_run(struct peers *peers)
             conn_destroy(conn);
         }
     }
+}
+
+uint64_t
+peers_seqno(const struct peers *peers)
+{
+    return peers->seqno;
 }
 
 void

@@ -30,6 +30,7 @@
  * server that fails authentication gets nothing, and is logged. */
 
 #include <stdbool.h>
+#include <stdint.h>
 #include "openvswitch/compiler.h"
 
 struct ds;
@@ -50,6 +51,9 @@ void peers_reload(struct peers *);
 
 void peers_run(struct peers *);
 void peers_wait(struct peers *);
+
+/* Changes whenever a NETKEY may have changed. */
+uint64_t peers_seqno(const struct peers *);
 
 /* One line per configured peer: name, remote, link state, NETKEY version
  * and fingerprint (never the key). */

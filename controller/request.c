@@ -61,7 +61,7 @@ mark_end(const struct request_ports *ports, size_t i, struct eth_addr mac)
 
     memset(&end, 0, sizeof end);
     ovs_strlcpy(end.id, ports->marks[i].client_id, sizeof end.id);
-    end.gateway = ports->marks[i].role == MARK_CLEAR;
+    end.gateway = mark_is_gateway(&ports->marks[i]);
     end.mac = end.gateway ? mac : ports->macs[i];
     return end;
 }
@@ -208,14 +208,14 @@ request_judge_recv(struct store *store, const struct request_ports *ports,
                                                           dst)) {
             break;
         }
-        has_clear |= ports->marks[i].role == MARK_CLEAR;
+        has_clear |= mark_is_gateway(&ports->marks[i]);
     }
     if (i >= ports->n && has_clear && !eth_addr_is_multicast(dst)) {
         /* Maybe a host behind one of this bridge's clear ports. */
         struct store_outside out;
 
         for (i = 0; i < ports->n; i++) {
-            if (ports->marks[i].role == MARK_CLEAR
+            if (mark_is_gateway(&ports->marks[i])
                 && (!store
                     || (store_find_outside(store, dst, &out)
                         && !strcmp(out.gateway,

@@ -46,6 +46,7 @@ from harness import run, wait_until
 
 HOST_PORT_OFPORT = 1
 UPLINK_OFPORT = 100
+INTER_OFPORT = 200
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -88,10 +89,17 @@ class Bridge:
     # The private OVS instance (ovsdb-server + ovs-vswitchd, namespace
     # <p><ovs>, see Net) the bridge lives in.
     ovs: str = "ovs"
+    # Linux bridge an inter port (toward another encrypted subnet) joins,
+    # or None.
+    inter: str = None
 
     @property
     def uplink(self):
         return "%s-up" % self.name
+
+    @property
+    def inter_port(self):
+        return "%s-in" % self.name
 
 
 @dataclass(frozen=True)
@@ -128,7 +136,8 @@ class Topo:
 
     @property
     def wires(self):
-        return sorted({b.wire for b in self.bridges if b.wire})
+        return sorted({b.wire for b in self.bridges if b.wire}
+                      | {b.inter for b in self.bridges if b.inter})
 
     @property
     def instances(self):
@@ -216,6 +225,24 @@ GATEWAYS = Topo(
     bridges=(Bridge("br1"), Bridge("br2"), Bridge("br3")),
     protocols="OpenFlow13")
 
+# Two encrypted subnets, each with its own wire and key server, joined by
+# their gateways' inter ports on a third wire:
+#
+#   ns <p>ha --- ha(1) [bra] bra-up ---+-- [wirea]      subnet A: ks-a
+#                     [bga] bga-up ---+
+#                           bga-in ---+-- [iwire]  (NETKEY of ks-a, ks-b)
+#                     [bgb] bgb-in ---+
+#                           bgb-up ---+-- [wireb]      subnet B: ks-b
+#   ns <p>hb --- hb(1) [brb] brb-up ---+
+INTER = Topo(
+    hosts=(Host("ha", "bra", "02:00:00:00:01:01", "10.0.0.1/24"),
+           Host("hb", "brb", "02:00:00:00:02:02", "10.0.0.2/24")),
+    bridges=(Bridge("bra", wire="wirea"), Bridge("bga", wire="wirea",
+                                                 inter="iwire"),
+             Bridge("bgb", wire="wireb", inter="iwire"),
+             Bridge("brb", wire="wireb")),
+    protocols="OpenFlow13")
+
 KEYSERVER_TWO_OVS = Topo(
     hosts=(Host("h1", "br1", "02:00:00:00:01:01", "10.0.0.1/24"),
            Host("h2", "br2", "02:00:00:00:02:02", "10.0.0.2/24")),
@@ -267,15 +294,18 @@ class Pairkeyd:
     one --ovsdb each."""
 
     def __init__(self, net, miss_policy="hold", listen=None, ns=None,
-                 ssl=None, ovsdbs=None):
+                 ssl=None, ovsdbs=None, name="pairkeyd", extra=()):
         self.net = net
+        self.name = name
+        self.extra = list(extra)
         self.ovsdbs = list(ovsdbs or [o.db for o in net.instances.values()])
         self.miss_policy = miss_policy
-        self.listen = listen or "punix:" + net.ovs.path("pairkeyd.sock")
+        self.listen = listen or "punix:" + net.ovs.path(name + ".sock")
         self.ns = ns
         self.ssl = ssl
-        self.db = net.ovs.path("pairkey.db")
-        self.log_path = net.ovs.path("pairkeyd.log")
+        self.db = net.ovs.path("pairkey.db" if name == "pairkeyd"
+                               else name + ".db")
+        self.log_path = net.ovs.path(name + ".log")
         self.daemon = None
         self.runs = 0
 
@@ -297,8 +327,9 @@ class Pairkeyd:
         argv = [os.path.join(o.bindir, "pairkeyd"), "--db=" + self.db]
         argv += ["--ovsdb=" + remote for remote in self.ovsdbs]
         argv += ["--miss-policy=" + self.miss_policy, "--no-chdir",
-                "--pidfile=" + o.path("pairkeyd.pid"),
+                "--pidfile=" + o.path(self.name + ".pid"),
                 "--log-file=" + self.log_path, "-vconsole:off"]
+        argv += self.extra
         if self.ssl:
             key, cert, cacert = self.ssl
             argv += ["--private-key=" + key, "--certificate=" + cert,
@@ -308,8 +339,8 @@ class Pairkeyd:
             argv = ["ip", "netns", "exec", self.ns] + argv
         self.runs += 1
         self.daemon = harness.Daemon(
-            "pairkeyd", argv, o.env,
-            o.path("pairkeyd-%d.stderr" % self.runs))
+            self.name, argv, o.env,
+            o.path("%s-%d.stderr" % (self.name, self.runs)))
 
         def ready():
             if not self.daemon.alive():
@@ -431,6 +462,7 @@ class Net:
         self._cleanup = contextlib.ExitStack()
         self._cleanup.callback(shutil.rmtree, rundir, True)
         self.pairkeyd = None
+        self.other_pairkeyds = []           # Pairkeyds with their own name
         self._captures = 0
         self._keys = 0
 
@@ -541,6 +573,9 @@ class Net:
             for i, br in enumerate(self.topo.bridges, 1):
                 if br.wire:
                     self._add_uplink(br, i)
+                if br.inter:
+                    self._add_wire_port(br, i, br.inter, "in-" + br.name,
+                                        br.inter_port, INTER_OFPORT, 3)
             for i, h in enumerate(self.topo.hosts, 1):
                 self._add_host(h, i)
         except BaseException:
@@ -663,20 +698,24 @@ class Net:
         run(["ip", "-n", ns, "link", "set", wire, "up"])
 
     def _add_uplink(self, br, i):
+        self._add_wire_port(br, i, br.wire, "to-%s" % br.name, br.uplink,
+                            UPLINK_OFPORT, 1)
+
+    def _add_wire_port(self, br, i, wire, wport, port, ofport, mac_kind):
+        """OVS port 'port' of bridge 'br' (the i-th), a veth whose other
+        end 'wport' joins Linux bridge 'wire'."""
         wns, ons = self.ns("wire"), self.ns(br.ovs)
-        wport = "to-%s" % br.name
         mtu = self.topo.wire_mtu
-        self._add_veth(wns, wport, _mac(0xee, i, 2), ons, br.uplink,
-                       _mac(0xef, i, 1), mtu)
-        run(["ip", "-n", wns, "link", "set", wport, "master", br.wire])
+        self._add_veth(wns, wport, _mac(0xee, i, mac_kind + 1), ons, port,
+                       _mac(0xef, i, mac_kind), mtu)
+        run(["ip", "-n", wns, "link", "set", wport, "master", wire])
         # No learning: the Linux bridge floods every frame (a hub), so the
         # capture on the bridge device sees each frame exactly once.
         run(["ip", "-n", wns, "link", "set", "dev", wport, "type",
              "bridge_slave", "learning", "off"])
         run(["ip", "-n", wns, "link", "set", wport, "up"])
-        run(["ip", "-n", ons, "link", "set", br.uplink, "up"])
-        self._add_port(br.name, br.uplink, UPLINK_OFPORT,
-                       "mtu_request=%d" % mtu)
+        run(["ip", "-n", ons, "link", "set", port, "up"])
+        self._add_port(br.name, port, ofport, "mtu_request=%d" % mtu)
 
     def _add_port(self, bridge, name, ofport, *settings, queues=1):
         """Adds OVS port 'name' (a veth end in the bridge's OVS namespace)
@@ -742,12 +781,17 @@ class Net:
 
     # ---------------------------------------------------- key server
     def start_pairkeyd(self, miss_policy="hold", listen=None, ns=None,
-                       ssl=None, ovsdbs=None):
-        """Starts pairkeyd (a Pairkeyd, also self.pairkeyd) for this Net;
-        it is stopped at teardown."""
-        self.pairkeyd = Pairkeyd(self, miss_policy, listen, ns, ssl, ovsdbs)
-        self._cleanup.callback(self._stop_pairkeyd, self.pairkeyd)
-        return self.pairkeyd.start()
+                       ssl=None, ovsdbs=None, name="pairkeyd", extra=()):
+        """Starts pairkeyd (a Pairkeyd, also self.pairkeyd, unless 'name'
+        makes it another one: its files are then named after it) for this
+        Net; it is stopped at teardown."""
+        pk = Pairkeyd(self, miss_policy, listen, ns, ssl, ovsdbs, name, extra)
+        if name == "pairkeyd":
+            self.pairkeyd = pk
+        else:
+            self.other_pairkeyds.append(pk)
+        self._cleanup.callback(self._stop_pairkeyd, pk)
+        return pk.start()
 
     @staticmethod
     def _stop_pairkeyd(pk):
@@ -1007,14 +1051,20 @@ class Net:
         return port
 
     # ----------------------------------------------------------- wire
-    def wire_ports(self):
-        return [("to-%s" % b.name) for b in self.topo.bridges if b.wire]
+    def wire_ports(self, wire=None):
+        """The wire-side ports of Linux bridge 'wire' (default: of every
+        wire the uplinks join)."""
+        return ([("to-%s" % b.name) for b in self.topo.bridges
+                 if b.wire and wire in (None, b.wire)]
+                + [("in-%s" % b.name) for b in self.topo.bridges
+                   if b.inter and wire == b.inter])
 
-    def wire_rx(self):
-        """Frames the wire has received from the bridges so far."""
+    def wire_rx(self, wire=None):
+        """Frames 'wire' (default: every uplink wire) has received from the
+        bridges so far."""
         ns = self.ns("wire")
         return sum(harness.link_stats(ns, p)["rx_packets"]
-                   for p in self.wire_ports())
+                   for p in self.wire_ports(wire))
 
     def wire_rx_from(self, bridge):
         """Frames the wire has received from one bridge's uplink."""
@@ -1031,8 +1081,8 @@ class Net:
         path = self.ovs.path("%s-%d.pcap" % (wire, self._captures))
         cap = harness.Capture(self.ns("wire"), wire, path, snaplen=snaplen)
         self._cleanup.callback(cap.stop, False)
-        base = self.wire_rx()
-        cap.expected = lambda: self.wire_rx() - base
+        base = self.wire_rx(wire)
+        cap.expected = lambda: self.wire_rx(wire) - base
         try:
             yield cap
         except BaseException:
@@ -1062,9 +1112,10 @@ class Net:
                     lines += ["%s: %s" % (name, line.rstrip("\n"))
                               for line in f
                               if any("|%s|" % lvl in line for lvl in levels)]
-        if self.pairkeyd:
-            lines += ["pairkeyd.log: " + line
-                      for line in self.pairkeyd.log_lines(levels)]
+        for pk in ([self.pairkeyd] if self.pairkeyd else []) \
+                + self.other_pairkeyds:
+            lines += ["%s.log: %s" % (pk.name, line)
+                      for line in pk.log_lines(levels)]
         return lines
 
     def save_forensics(self, dest):
