@@ -436,22 +436,30 @@ send_flow_mod(struct pk_switch *sw, uint16_t command, uint8_t table_id,
     minimatch_destroy(&fm.match);
 }
 
-/* Deletes every flow in 'table_id' that matches 'match' (non-strictly). */
+/* Deletes every flow in 'table_id' that matches 'match' (non-strictly) and
+ * outputs to 'out_port' (OFPP_ANY: any or none), also inside a clone. */
 static void
-delete_flows(struct pk_switch *sw, uint8_t table_id, const struct match *match)
+delete_flows_to(struct pk_switch *sw, uint8_t table_id,
+                const struct match *match, ofp_port_t out_port)
 {
     struct ofputil_flow_mod fm = {
         .priority = 0,
         .table_id = table_id,
         .command = OFPFC_DELETE,
         .buffer_id = UINT32_MAX,
-        .out_port = OFPP_ANY,
+        .out_port = out_port,
         .out_group = OFPG_ANY,
     };
 
     minimatch_init(&fm.match, match);
     switch_send(sw, ofputil_encode_flow_mod(&fm, sw->protocol));
     minimatch_destroy(&fm.match);
+}
+
+static void
+delete_flows(struct pk_switch *sw, uint8_t table_id, const struct match *match)
+{
+    delete_flows_to(sw, table_id, match, OFPP_ANY);
 }
 
 static void
@@ -840,6 +848,41 @@ put_controller(struct ofpbuf *ofpacts)
     ofpact_finish_CONTROLLER(ofpacts, &oc);
 }
 
+static bool
+mark_equal(const struct mark *a, const struct mark *b)
+{
+    return (a->role == b->role && a->ofport == b->ofport
+            && nullable_string_is_equal(a->client_id, b->client_id)
+            && nullable_string_is_equal(a->peer, b->peer));
+}
+
+/* 'sw' had 'old' marks before its current ones.  A port whose mark went or
+ * changed loses every flow that outputs to it (pair flows included, which
+ * no reprogramming would touch) and, for an inter port, its NETKEY SA: a
+ * port that lost its mark passes nothing. */
+static void
+switch_forget_marks(struct pk_switch *sw, const struct mark *old, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct match match;
+        bool kept = false;
+
+        for (size_t k = 0; k < sw->n_marks && !kept; k++) {
+            kept = mark_equal(&old[i], &sw->marks[k]);
+        }
+        if (kept || old[i].role == MARK_UPLINK) {
+            continue;
+        }
+        match_init_catchall(&match);
+        delete_flows_to(sw, TABLE_SEND, &match, old[i].ofport);
+        delete_flows_to(sw, TABLE_RECV, &match, old[i].ofport);
+        if (old[i].role == MARK_INTER
+            && switch_find_sa(sw, netkey_sa_id(old[i].ofport))) {
+            delete_key(sw, netkey_sa_id(old[i].ofport));
+        }
+    }
+}
+
 /* Replaces 'ofpacts' by the actions for a broadcast or multicast frame from
  * mark 'from' of 'sw': in the clear to every other 'member' port, under the
  * group key to 'uplink' if nonnull. */
@@ -872,8 +915,11 @@ switch_program(struct keyserver *ks, struct pk_switch *sw)
     char *bridge;
     bool any_client = false, any_clear = false;
 
-    marks_free(sw->marks, sw->n_marks);
+    struct mark *old_marks = sw->marks;
+    size_t n_old_marks = sw->n_marks;
     sw->n_marks = marks_get(ks->marks, sw->dpid, &sw->marks, &bridge);
+    switch_forget_marks(sw, old_marks, n_old_marks);
+    marks_free(old_marks, n_old_marks);
     if (bridge) {
         free(sw->name);
         sw->name = bridge;

@@ -13,6 +13,7 @@ import socket
 
 import pytest
 
+import harness
 import pairkey
 from harness import wait_until
 from pairkey import ETH_P_PAIRKEY, ethertype
@@ -137,3 +138,47 @@ def test_no_netkey_nothing_crosses(needs_pairkeyd, make_net):
     assert not ci.frames, "%d frames on iwire" % len(ci.frames)
     for gw in ("bga", "bgb"):
         assert NETKEY_SA not in net.sa_ids()[gw]
+
+
+BAD_MARKS = (
+    r"ks-[ab]\.log: .*\|marks\|WARN\|interface bga-in: pairkey-role=inter "
+    r"needs pairkey-peer=NAME, a valid peer name; mark ignored$",
+    r"ks-[ab]\.log: .*\|marks\|WARN\|interface bga-in: unknown "
+    r"pairkey-role; mark ignored$",
+)
+
+
+def from_bga(net):
+    """Frames iwire has received from bga's inter port."""
+    return harness.link_stats(net.ns("wire"), "in-bga")["rx_packets"]
+
+
+@pytest.mark.allow_log(EARLY_PEER, *BAD_MARKS)
+def test_bad_inter_marks_close_the_link(needs_pairkeyd, make_net):
+    """3. The inter port of bga marked without pairkey-peer, with a peer
+    name that is not valid, or with an unknown role: the key server logs
+    the bad mark (once), bga's flows and NETKEY SA for the port go, and
+    not one frame leaves bga for iwire while ha tries hb (bgb, still
+    whole, may send hb's).  With the mark repaired, the subnets talk
+    again."""
+    net = make_net(INTER)
+    start_subnets(net)
+    net.wait_ping("ha", "hb", timeout=15)
+    bad = (["external_ids:pairkey-role=inter",
+            "external_ids:pairkey-peer=\"\""],
+           ["external_ids:pairkey-role=inter",
+            "external_ids:pairkey-peer=\"ks b\""],
+           ["external_ids:pairkey-role=gateway"])
+    for settings in bad:
+        net.vsctl("remove", "Interface", "bga-in", "external_ids",
+                  "pairkey-peer")
+        net.vsctl("set", "Interface", "bga-in", *settings)
+        wait_until(lambda: "actions=decrypt:%d" % NETKEY_SA not in
+                   net.ofctl("dump-flows", "bga", "table=0").stdout, 10,
+                   "bga to stop decrypting from its inter port")
+        before = from_bga(net)
+        assert not net.ping("ha", "hb", count=2), settings
+        assert from_bga(net) == before, settings
+    net.vsctl("set", "Interface", "bga-in", "external_ids:pairkey-role=inter",
+              "external_ids:pairkey-peer=ks-b")
+    net.wait_ping("ha", "hb", timeout=15)
