@@ -46,6 +46,7 @@
 #include "openvswitch/vlog.h"
 #include "openvswitch/ofp-util.h"
 #include "packets.h"
+#include "random.h"
 #include "request.h"
 #include "socket-util.h"
 #include "store.h"
@@ -63,9 +64,12 @@ static struct vlog_rate_limit rl = VLOG_RATE_LIMIT_INIT(5, 20);
 /* The group key's SA id; pair keys use their pair id, which is never 0. */
 #define GROUP_SA_ID 0
 
-/* Cookies: base pipeline flows, and pair flows (cookie = the pair id, or
- * LOCAL_COOKIE for clients talking on one bridge). */
+/* Cookies: base pipeline flows (BASE_COOKIE plus a number of this process in
+ * the low 32 bits, so that base flows of an earlier process can be told
+ * apart), and pair flows (cookie = the pair id, or LOCAL_COOKIE for clients
+ * talking on one bridge). */
 #define BASE_COOKIE UINT64_C(0x706b000000000000)
+#define BASE_COOKIE_MASK UINT64_C(0xffffffff00000000)
 #define LOCAL_COOKIE UINT64_C(0x706c000000000000)
 #define DROP_COOKIE UINT64_C(0x706d000000000000)
 #define LEARN_COOKIE UINT64_C(0x706e000000000000)
@@ -157,6 +161,7 @@ struct keyserver {
     struct ovs_list switches;   /* Contains "struct pk_switch"es. */
     uint64_t next_conn_seq;
     uint64_t marks_seqno;
+    uint64_t base_cookie;       /* BASE_COOKIE for this process. */
     bool reprogram;             /* Reprogram every switch at the next run. */
     struct hmap held;
     struct hmap issued;
@@ -200,6 +205,7 @@ keyserver_create(struct store *store, struct marks *marks,
     ks->marks_seqno = marks_seqno(marks);
     hmap_init(&ks->held);
     hmap_init(&ks->issued);
+    ks->base_cookie = BASE_COOKIE | random_uint32();
 
     /* The group key gets a fresh version at every start (version 1 in a new
      * database): a version from before this process may be held by any
@@ -798,7 +804,7 @@ add_base_flow(struct pk_switch *sw, struct base_flow **flows, size_t *n,
               const struct match *match, const struct ofpbuf *ofpacts)
 {
     send_flow_mod(sw, OFPFC_ADD, table_id, priority, match, ofpacts,
-                  BASE_COOKIE, 0);
+                  sw->ks->base_cookie, 0);
     base_add(flows, n, allocated, table_id, priority, match);
 }
 
@@ -1078,7 +1084,7 @@ switch_program(struct keyserver *ks, struct pk_switch *sw)
         if (!base_contains(flows, n, &sw->base[i])) {
             send_flow_mod(sw, OFPFC_DELETE_STRICT, sw->base[i].table_id,
                           sw->base[i].priority, &sw->base[i].match, NULL,
-                          BASE_COOKIE, 0);
+                          ks->base_cookie, 0);
         }
     }
     free(sw->base);
@@ -1563,6 +1569,79 @@ process_features_reply(struct keyserver *ks, struct pk_switch *sw,
     sw->dpid = features.datapath_id;
     VLOG_INFO("%s: connected, datapath id %016"PRIx64, sw->name, sw->dpid);
     switch_program(ks, sw);
+
+    /* The switch may hold flows of an earlier key server process that no
+     * longer fit its marks (changed while no key server was there): see
+     * process_flow_dump(). */
+    struct ofputil_flow_stats_request fsr = {
+        .aggregate = false,
+        .out_port = OFPP_ANY,
+        .out_group = OFPG_ANY,
+        .table_id = 0xff,
+    };
+    match_init_catchall(&fsr.match);
+    switch_send(sw, ofputil_encode_flow_stats_request(&fsr, sw->protocol));
+}
+
+/* True if 'fs', a flow found on 'sw', does not belong to what 'sw' should
+ * hold now: a base flow of an earlier process that this one did not
+ * install again (every base flow it wants was re-added, with its own
+ * cookie, before the dump), or any flow that outputs to a port that is not
+ * marked (now). */
+static bool
+flow_is_stale(const struct pk_switch *sw, const struct ofputil_flow_stats *fs)
+{
+    uint64_t cookie = ntohll(fs->cookie);
+    const struct ofpact *a;
+
+    if ((cookie & BASE_COOKIE_MASK) == BASE_COOKIE) {
+        return cookie != sw->ks->base_cookie;
+    }
+    OFPACT_FOR_EACH_FLATTENED (a, fs->ofpacts, fs->ofpacts_len) {
+        if (a->type == OFPACT_OUTPUT) {
+            ofp_port_t port = ofpact_get_OUTPUT(a)->port;
+            bool marked = false;
+
+            for (size_t i = 0; i < sw->n_marks && !marked; i++) {
+                marked = sw->marks[i].ofport == port;
+            }
+            if (!marked && ofp_to_u16(port) < ofp_to_u16(OFPP_MAX)) {
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+/* A reply to the flow dump requested at connection: deletes the stale
+ * flows. */
+static void
+process_flow_dump(struct pk_switch *sw, const struct ofp_header *oh)
+{
+    struct ofpbuf b = ofpbuf_const_initializer(oh, ntohs(oh->length));
+    struct ofpbuf ofpacts;
+
+    ofpbuf_init(&ofpacts, 64);
+    for (;;) {
+        struct ofputil_flow_stats fs;
+        int retval = ofputil_decode_flow_stats_reply(&fs, &b, false,
+                                                     &ofpacts);
+        if (retval) {
+            if (retval != EOF) {
+                VLOG_WARN_RL(&rl, "%s: bad flow dump: %s", sw->name,
+                             ofperr_to_string(retval));
+            }
+            break;
+        }
+        if (flow_is_stale(sw, &fs)) {
+            VLOG_INFO_RL(&rl, "%s: deleting a flow that no longer fits the "
+                         "port marks (table %"PRIu8", priority %"PRIu16")",
+                         sw->name, fs.table_id, fs.priority);
+            send_flow_mod(sw, OFPFC_DELETE_STRICT, fs.table_id, fs.priority,
+                          &fs.match, NULL, ntohll(fs.cookie), 0);
+        }
+    }
+    ofpbuf_uninit(&ofpacts);
 }
 
 static void
@@ -1577,6 +1656,10 @@ switch_process_msg(struct keyserver *ks, struct pk_switch *sw,
     }
     if (type == OFPTYPE_ECHO_REQUEST) {
         switch_send(sw, ofputil_encode_echo_reply(oh));
+    } else if (type == OFPTYPE_FLOW_STATS_REPLY) {
+        if (sw->have_dpid) {
+            process_flow_dump(sw, oh);
+        }
     } else if (type == OFPTYPE_FEATURES_REPLY) {
         process_features_reply(ks, sw, oh);
     } else if (type == OFPTYPE_PACKET_IN) {

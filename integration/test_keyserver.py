@@ -428,6 +428,34 @@ def test_keyserver_kill9(ks):
     assert net.ping("h1", "h2", count=2) and net.ping("h4", "h1")
 
 
+@pytest.mark.allow_log(*CONTROLLER_DOWN)
+def test_mark_removed_while_keyserver_down(ks):
+    """5b. h3 talks to h1; pairkeyd is killed; h3's port loses its client
+    mark; pairkeyd starts again.  It finds the flows the previous process
+    left that no longer fit the marks (h3's pass flow, the pair flows that
+    output to h3's port) and deletes them: h3 gets nothing through, while
+    h1 and h2 go on talking."""
+    net, pk = ks
+    net.static_arp()
+    net.wait_ping("h3", "h1")
+    net.wait_ping("h1", "h2")
+    port = net.topo.host_ofport("h3")
+    pk.kill()
+    net.vsctl("remove", "Interface", "h3", "external_ids", "pairkey-role",
+              "pairkey-id")
+    pk.start()
+    net.wait_keyserver()
+
+    def h3_flows():
+        flows = net.ofctl("dump-flows", "br3").stdout
+        return [ln for ln in flows.splitlines()
+                if re.search(r"(in_port=|output:)%d(\D|$)" % port, ln)]
+    wait_until(lambda: not h3_flows(), 5, "h3's flows to go: %s"
+               % h3_flows())
+    assert not net.ping("h3", "h1", count=2)
+    assert net.ping("h1", "h2", count=2)
+
+
 def test_vswitchd_restart_rolls_keys_forward(ks):
     """6. ovs-vswitchd exits (--cleanup) and starts again on the same
     OVSDB: every SA is gone, pairkeyd reprograms the bridges, traffic
