@@ -1461,6 +1461,8 @@ process_send_request(struct keyserver *ks, struct pk_switch *sw,
         install_local_flow(sw, &req.peer, &req.me, in_port);
     } else if (!answer_request(ks, sw, &req.me, &req.peer, "send request",
                                true)) {
+        /* Logged; a revoked pair, for example.  Not again for a while. */
+        install_refusal(sw, TABLE_SEND, flow->dl_src, flow->dl_dst);
         return;
     }
     release_packet(ks, sw, pi, in_port, TABLE_SEND);
@@ -1771,6 +1773,28 @@ keyserver_client_added(struct keyserver *ks, struct eth_addr mac)
 
     /* It may have been an outside host, with flows through a gateway. */
     purge_mac(ks, mac);
+}
+
+void
+keyserver_pair_revoked(struct keyserver *ks, int64_t pair_id)
+{
+    struct pk_switch *sw;
+
+    LIST_FOR_EACH (sw, list_node, &ks->switches) {
+        struct match match;
+
+        if (!sw->have_dpid) {
+            continue;
+        }
+        match_init_catchall(&match);
+        for (uint8_t table = TABLE_SEND; table <= TABLE_RECV; table++) {
+            send_flow_mod(sw, OFPFC_DELETE, table, 0, &match, NULL, pair_id,
+                          0);
+        }
+        delete_key(sw, pair_id);
+        switch_forget_pair_flows(sw);
+    }
+    forget_keys(ks, &pair_id, 1);
 }
 
 void

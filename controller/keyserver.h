@@ -63,6 +63,10 @@ void keyserver_client_added(struct keyserver *, struct eth_addr mac);
 void keyserver_client_removed(struct keyserver *, struct eth_addr mac,
                               const int64_t *pair_ids, size_t n);
 
+/* Tell the key server that the key of pair 'pair_id' was revoked: its
+ * flows and SAs leave every switch. */
+void keyserver_pair_revoked(struct keyserver *, int64_t pair_id);
+
 /* Tell the key server that a NETKEY shared with a peer changed. */
 void keyserver_netkeys_changed(struct keyserver *);
 

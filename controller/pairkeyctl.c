@@ -42,6 +42,8 @@ struct command {
 static const struct command commands[] = {
     { "add-client", "ID MAC", 2, 2, "enroll client ID with MAC" },
     { "del-client", "ID", 1, 1, "revoke client ID and every key it holds" },
+    { "revoke-key", "ID1 ID2", 2, 2,
+      "revoke the key of a pair (no new one until both enroll again)" },
     { "list-clients", "", 0, 0, "list enrolled clients" },
     { "list-keys", "", 0, 0,
       "list pair keys (versions and times, never keys)" },

@@ -360,6 +360,33 @@ cmd_del_client(struct unixctl_conn *conn, int argc OVS_UNUSED,
     unixctl_command_reply(conn, NULL);
 }
 
+static void
+cmd_revoke_key(struct unixctl_conn *conn, int argc OVS_UNUSED,
+               const char *argv[], void *server_)
+{
+    struct server *server = server_;
+    int64_t pair_id;
+    char *error = store_revoke_pair(server->store, argv[1], argv[2],
+                                    &pair_id);
+
+    if (error) {
+        char *a = store_quote_input(argv[1]);
+        char *b = store_quote_input(argv[2]);
+        char *msg = xasprintf("Unable to revoke key of '%s' and '%s': %s",
+                              a, b, error);
+
+        unixctl_command_reply_error(conn, msg);
+        free(msg);
+        free(a);
+        free(b);
+        free(error);
+        return;
+    }
+    VLOG_INFO("revoked key %"PRId64, pair_id);
+    keyserver_pair_revoked(server->ks, pair_id);
+    unixctl_command_reply(conn, NULL);
+}
+
 /* Replies to 'conn' with 'error' (freed), if any, or success after
  * rereading the peers. */
 static void
@@ -622,6 +649,8 @@ register_commands(struct server *server)
     unixctl_command_register("pairkey/show", "", 0, 0, cmd_show, server);
     unixctl_command_register("pairkey/audit", "[--since TIME]", 0, 2,
                              cmd_audit, server);
+    unixctl_command_register("pairkey/revoke-key", "ID1 ID2", 2, 2,
+                             cmd_revoke_key, server);
     unixctl_command_register("pairkey/add-peer", "NAME REMOTE", 2, 2,
                              cmd_add_peer, server);
     unixctl_command_register("pairkey/del-peer", "NAME", 1, 1,

@@ -78,6 +78,14 @@ VLOG_DEFINE_THIS_MODULE(store);
          " DO UPDATE SET gateway = excluded.gateway,"                     \
          " learned = excluded.learned")                                   \
     STMT(OUTSIDE_DELETE, "DELETE FROM outside_macs WHERE mac = :mac")     \
+    STMT(PAIR_DELETE, "DELETE FROM pair_keys WHERE pair_id = :pair_id")   \
+    STMT(REVOKED_GET,                                                     \
+         "SELECT time FROM revoked_pairs"                                 \
+         " WHERE id_a = :id_a AND id_b = :id_b")                          \
+    STMT(REVOKED_PUT,                                                     \
+         "INSERT INTO revoked_pairs (id_a, id_b, time)"                   \
+         " VALUES (:id_a, :id_b, :now) ON CONFLICT (id_a, id_b)"          \
+         " DO UPDATE SET time = excluded.time")                           \
     STMT(PEER_BY_NAME,                                                    \
          "SELECT name, remote, created FROM peers WHERE name = :name")    \
     STMT(PEER_LIST,                                                       \
@@ -1480,6 +1488,65 @@ explain_pair_insert_error(struct store *store, const char *id1,
     return error;
 }
 
+/* Checks that 'id1' and 'id2' are two valid, different ids and stores them
+ * in the order the store keeps pairs, in '*id_a' and '*id_b'. */
+static char * OVS_WARN_UNUSED_RESULT
+order_pair(const char *id1, const char *id2, const char **id_a,
+           const char **id_b)
+{
+    char *error = check_id(id1);
+
+    if (!error) {
+        error = check_id(id2);
+    }
+    if (error) {
+        return error;
+    }
+    if (!strcmp(id1, id2)) {
+        return xstrdup("pair needs two different clients");
+    }
+    *id_a = strcmp(id1, id2) < 0 ? id1 : id2;
+    *id_b = *id_a == id1 ? id2 : id1;
+    return NULL;
+}
+
+/* Refuses a new key for pair ('id_a', 'id_b') if it was revoked and one of
+ * the two has not been enrolled again since. */
+static char * OVS_WARN_UNUSED_RESULT
+check_not_revoked(struct store *store, const char *id_a, const char *id_b)
+{
+    sqlite3_stmt *stmt = stmt_get(store, S_REVOKED_GET);
+    long long int revoked = -1;
+    char *error = NULL;
+
+    bind_text(stmt, ":id_a", id_a);
+    bind_text(stmt, ":id_b", id_b);
+    if (stmt_step(store, stmt, &error) == SQLITE_ROW) {
+        revoked = sqlite3_column_int64(stmt, 0);
+    }
+    stmt_done(stmt);
+    if (error || revoked < 0) {
+        return error;
+    }
+
+    const char *ids[2] = { id_a, id_b };
+    for (int i = 0; i < 2; i++) {
+        struct store_client client;
+        bool found;
+
+        error = find_client(store, S_CLIENT_BY_ID, ids[i], eth_addr_zero,
+                            &client, &found);
+        if (error) {
+            return error;
+        }
+        if (found && client.created <= revoked) {
+            return xasprintf("the pair of '%s' and '%s' was revoked: enroll "
+                             "both again first", id_a, id_b);
+        }
+    }
+    return NULL;
+}
+
 /* Creates the key of pair ('id_a', 'id_b'), which is ('id1', 'id2') in
  * order, unless it exists.  'checked' is true if the caller already looked
  * for it in this transaction. */
@@ -1500,6 +1567,11 @@ create_pair_key__(struct store *store, const char *id1, const char *id2,
         if (error || found) {
             return error;
         }
+    }
+
+    error = check_not_revoked(store, id_a, id_b);
+    if (error) {
+        return error;
     }
 
     /* The schema refuses unknown clients and pair ids beyond
@@ -1535,7 +1607,7 @@ store_get_pair_key(struct store *store, const char *id1, const char *id2,
                    const char *switch_name, const char *reason,
                    struct store_pair_key *pk, bool *created)
 {
-    const char *id_a, *id_b;
+    const char *id_a = NULL, *id_b = NULL;
     bool created_dummy;
     char *error;
     bool found;
@@ -1545,18 +1617,10 @@ store_get_pair_key(struct store *store, const char *id1, const char *id2,
     }
     memset(pk, 0, sizeof *pk);
     *created = false;
-    error = check_id(id1);
-    if (!error) {
-        error = check_id(id2);
-    }
+    error = order_pair(id1, id2, &id_a, &id_b);
     if (error) {
         return error;
     }
-    if (!strcmp(id1, id2)) {
-        return xstrdup("pair needs two different clients");
-    }
-    id_a = strcmp(id1, id2) < 0 ? id1 : id2;
-    id_b = id_a == id1 ? id2 : id1;
     set_op(store, "cannot get key for clients '%s' and '%s'", id_a, id_b);
 
     /* Most requests are for a key that already exists: no lock needed.
@@ -1801,6 +1865,58 @@ store_rotate_group_key(struct store *store, struct store_group_key *gk)
     if (error) {
         store_key_wipe(gk, sizeof *gk);
     }
+    return error;
+}
+
+/* Pair revocation. */
+
+char *
+store_revoke_pair(struct store *store, const char *id1, const char *id2,
+                  int64_t *pair_id)
+{
+    struct store_pair_key pk;
+    const char *id_a = NULL, *id_b = NULL;
+    char *error;
+    bool found;
+
+    *pair_id = 0;
+    error = order_pair(id1, id2, &id_a, &id_b);
+    if (error) {
+        return error;
+    }
+    set_op(store, "cannot revoke key of clients '%s' and '%s'", id_a, id_b);
+
+    error = change_begin(store);
+    if (!error) {
+        error = find_pair_by_ids(store, id_a, id_b, &pk, &found);
+        if (!error && !found) {
+            error = xasprintf("no key for clients '%s' and '%s'", id_a,
+                              id_b);
+        }
+    }
+    if (!error) {
+        sqlite3_stmt *stmt = stmt_get(store, S_PAIR_DELETE);
+
+        bind_int64(stmt, ":pair_id", pk.pair_id);
+        error = stmt_exec(store, stmt);
+    }
+    if (!error) {
+        sqlite3_stmt *stmt = stmt_get(store, S_REVOKED_PUT);
+
+        bind_text(stmt, ":id_a", id_a);
+        bind_text(stmt, ":id_b", id_b);
+        bind_now(stmt);
+        error = stmt_exec(store, stmt);
+    }
+    if (!error) {
+        error = audit_add(store, "revoke", id_a, id_b, pk.version, NULL,
+                          "revoke-key");
+    }
+    error = change_end(store, error);
+    if (!error) {
+        *pair_id = pk.pair_id;
+    }
+    store_key_wipe(&pk, sizeof pk);
     return error;
 }
 
@@ -2120,7 +2236,7 @@ bool
 store_find_pair_key_by_ids(struct store *store, const char *id1,
                            const char *id2, struct store_pair_key *pk)
 {
-    const char *id_a, *id_b;
+    const char *id_a = NULL, *id_b = NULL;
     bool found = false;
     char *error;
 

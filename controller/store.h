@@ -119,6 +119,13 @@ bool store_find_client_by_mac(struct store *, struct eth_addr,
 void store_list_clients(struct store *, struct store_client **clients,
                         size_t *n);
 
+/* Revokes the key of pair ('id1', 'id2'): deletes it (audited as "revoke",
+ * reason "revoke-key") and stores its pair id in '*pair_id'.  The pair gets
+ * no new key until both clients were enrolled again. */
+char *store_revoke_pair(struct store *, const char *id1, const char *id2,
+                        int64_t *pair_id)
+    OVS_WARN_UNUSED_RESULT;
+
 /* Gateways and the hosts outside the encrypted subnet behind them (the
  * patent's ID_X86 and its ID-MAC).  An outside host is served by the
  * gateway where it was last seen. */

@@ -498,6 +498,27 @@ def test_vswitchd_restart_rolls_keys_forward(ks):
 
 # ---------------------------------------------------------- revocation
 
+def wait_pings_after(cut, start, command):
+    """Waits until Pinger 'cut' sent 10 pings a second after 'command' ran
+    at 'start'."""
+    wait_until(lambda: sum(1 for t in cut.sent.values()
+                           if t > start + 1) >= 10, 10,
+               "10 pings a second after %s" % command)
+
+
+def assert_cut_off(cut, other, start, command):
+    """Checks (once the pingers stopped) that the last reply of Pinger 'cut'
+    came within a second of 'command' run at 'start' and that none came
+    after, and that Pinger 'other' lost nothing.  Returns the time of the
+    last reply after 'start'."""
+    last = cut.last_reply() - start
+    assert last < 1.0, "still answered %.3f s after %s" % (last, command)
+    assert cut.lost(since=start + 1.0) == sorted(
+        s for s, t in cut.sent.items() if t >= start + 1.0)
+    assert not other.lost(), "the other pair lost %s" % other.lost()
+    return last
+
+
 @pytest.mark.allow_log(REFUSED_REVOKED)
 def test_del_client_cuts_off_within_a_second(ks):
     """7. While h1 pings h2 and h3 every 50 ms, 'pairkeyctl del-client
@@ -521,14 +542,8 @@ def test_del_client_cuts_off_within_a_second(ks):
                                    for sas in net.sa_ids().values()),
                    1, "the SAs of h2's pairs to leave every bridge")
         gone = time.monotonic() - start
-        wait_until(lambda: sum(1 for t in cut.sent.values()
-                               if t > start + 1) >= 10, 10,
-                   "10 pings h1 -> h2 a second after del-client")
-    last = cut.last_reply() - start
-    assert last < 1.0, "h2 still answered %.3f s after del-client" % last
-    assert cut.lost(since=start + 1.0) == sorted(
-        s for s, t in cut.sent.items() if t >= start + 1.0)
-    assert not other.lost(), "h1 -> h3 lost %s" % other.lost()
+        wait_pings_after(cut, start, "del-client")
+    last = assert_cut_off(cut, other, start, "del-client")
     print("h2's last reply %.3f s, its SAs gone %.3f s after del-client"
           % (last, gone))
 
@@ -589,6 +604,43 @@ def test_audit(ks):
         "something like key bytes in the audit log"
 
 
+# A request for a pair revoked with revoke-key, refused.
+REFUSED_REVOKED_PAIR = (r"pairkeyd\.log: .*\|keyserver\|WARN\|br[12]: the "
+                        r"pair of 'h1' and 'h2' was revoked: enroll both "
+                        r"again first$")
+
+
+@pytest.mark.allow_log(REFUSED_REVOKED_PAIR, REFUSED_REVOKED)
+def test_revoke_key_cuts_one_pair(ks):
+    """7c. While h1 pings h2 and h3 every 50 ms, 'pairkeyctl revoke-key h1
+    h2': the pair's SA leaves br1 and br2 within a second, h2's last reply
+    comes less than a second after the command and no later request gets
+    a key (refused), while h1 -> h3 loses nothing.  Once both clients are
+    enrolled again, the pair gets a new key."""
+    net, pk = ks
+    net.wait_ping("h1", "h2")
+    net.wait_ping("h1", "h3")
+    revoked = pk.pair_id("h1", "h2")
+    with net.pinger("h1", "h2") as cut, net.pinger("h1", "h3") as other:
+        wait_until(lambda: len(cut.replies) >= 5, 10, "pings h1 -> h2")
+        start = time.monotonic()
+        pk.ctl("revoke-key", "h1", "h2")
+        wait_until(lambda: not any(revoked in ids
+                                   for ids in net.sa_ids().values()),
+                   1, "the pair's SA to leave every bridge")
+        wait_pings_after(cut, start, "revoke-key")
+    assert_cut_off(cut, other, start, "revoke-key")
+    assert frozenset(("h1", "h2")) not in pk.dump()["pairs"]
+    assert re.search(r"\trevoke\th1\th2\t\d+\t-\trevoke-key$",
+                     pk.ctl("audit").stdout, re.M)
+
+    for h in ("h1", "h2"):
+        pk.ctl("del-client", h)
+        pk.ctl("add-client", h, net.topo.host(h).mac)
+    net.wait_ping("h1", "h2")
+    assert pk.pair_id("h1", "h2") != revoked
+
+
 # ---------------------------------------------------------- bad input
 
 def _bad_input_cases(net):
@@ -628,6 +680,10 @@ def _bad_input_cases(net):
         ("MAC enrolled to another id, upper case",
          ["add-client", "newbie", h1.mac.upper()], "newbie"),
         ("del-client: unknown id", ["del-client", "nosuch"], "nosuch"),
+        ("revoke-key: no key", ["revoke-key", "h1", "nosuch"], "nosuch"),
+        ("revoke-key: same id twice", ["revoke-key", "h1", "h1"], "h1"),
+        ("revoke-key: invalid id", ["revoke-key", "bad id", "h1"], "bad id"),
+        ("revoke-key: one argument", ["revoke-key", "h1"], "revoke-key"),
         ("del-client: invalid id", ["del-client", "bad id"], "bad id"),
         ("add-client: one argument", ["add-client", "newbie"], "add-client"),
         ("add-client: three arguments", ["add-client", "newbie",

@@ -1776,6 +1776,59 @@ test_peers(void **state)
     store_close(store);
 }
 
+/* A revoked pair loses its key and gets none again until both clients were
+ * enrolled again. */
+static void
+test_revoke_pair(void **state)
+{
+    struct fixture *f = *state;
+    struct store *store = open_store(f->path);
+    struct store_pair_key pk;
+    int64_t pair_id;
+    bool created;
+
+    OK(store_add_client(store, "alice", mac_n(1)));
+    OK(store_add_client(store, "bob", mac_n(2)));
+    OK(store_get_pair_key(store, "alice", "bob", NULL, NULL, &pk, &created));
+
+    char *dump = db_dump(f->path);
+    expect_error(store_revoke_pair(store, "alice", "carol", &pair_id),
+                 "no key for clients 'alice' and 'carol'");
+    expect_error(store_revoke_pair(store, "bob", "bob", &pair_id),
+                 "pair needs two different clients");
+    assert_same_dump(f->path, dump);
+    free(dump);
+
+    OK(store_revoke_pair(store, "bob", "alice", &pair_id));
+    assert_int_equal(pair_id, pk.pair_id);
+    assert_false(store_find_pair_key_by_ids(store, "alice", "bob", &pk));
+    struct store_audit *audit;
+    size_t n;
+    store_list_audit(store, 0, &audit, &n);
+    assert_string_equal(audit[n - 1].event, "revoke");
+    assert_string_equal(audit[n - 1].reason, "revoke-key");
+    free(audit);
+
+    /* No new key, not even after one of them is enrolled again... */
+    const char *refused = "the pair of 'alice' and 'bob' was revoked: "
+                          "enroll both again first";
+    expect_error(store_get_pair_key(store, "alice", "bob", NULL, NULL, &pk,
+                                    &created), refused);
+    xnanosleep(2 * 1000 * 1000);
+    OK(store_del_client(store, "bob", NULL, NULL));
+    OK(store_add_client(store, "bob", mac_n(2)));
+    expect_error(store_get_pair_key(store, "alice", "bob", NULL, NULL, &pk,
+                                    &created), refused);
+
+    /* ...only after both were. */
+    OK(store_del_client(store, "alice", NULL, NULL));
+    OK(store_add_client(store, "alice", mac_n(1)));
+    OK(store_get_pair_key(store, "alice", "bob", NULL, NULL, &pk, &created));
+    assert_true(created);
+    assert_int_not_equal(pk.pair_id, pair_id);
+    store_close(store);
+}
+
 /* Migration 2 keeps every client and pair key of a version 1 database. */
 static void
 test_migrate_keeps_data(void **state)
@@ -1825,6 +1878,7 @@ main(void)
         T(test_audit),
         T(test_gateways),
         T(test_peers),
+        T(test_revoke_pair),
         T(test_migrate_keeps_data),
         T(test_kill9_before_commit),
         T(test_kill9_after_commit),
