@@ -889,6 +889,20 @@ switch_forget_marks(struct pk_switch *sw, const struct mark *old, size_t n)
     }
 }
 
+/* Returns which marks of 'sw' get broadcasts (a malloc()'d array): the
+ * ports of enrolled clients and the gateway ports. */
+static bool *
+switch_members(const struct pk_switch *sw)
+{
+    bool *member = xcalloc(sw->n_marks + 1, sizeof *member);
+
+    for (size_t i = 0; i < sw->n_marks; i++) {
+        member[i] = (!eth_addr_is_zero(sw->macs[i])
+                     || mark_is_gateway(&sw->marks[i]));
+    }
+    return member;
+}
+
 /* Replaces 'ofpacts' by the actions for a broadcast or multicast frame from
  * mark 'from' of 'sw': in the clear to every other 'member' port, under the
  * group key to 'uplink' if nonnull. */
@@ -949,9 +963,9 @@ switch_program(struct keyserver *ks, struct pk_switch *sw)
         sw->macs[i] = enrolled[i] ? client.mac : eth_addr_zero;
     }
 
-    /* Ports that get broadcasts: enrolled clients' and clear ports (each
-     * of which makes this bridge a gateway). */
-    bool *member = xcalloc(sw->n_marks + 1, sizeof *member);
+    /* Each gateway port makes this bridge a gateway, a client in the
+     * store. */
+    bool *member = switch_members(sw);
     for (size_t i = 0; i < sw->n_marks; i++) {
         if (mark_is_gateway(&sw->marks[i])) {
             char *error = store_add_gateway(ks->store,
@@ -960,11 +974,11 @@ switch_program(struct keyserver *ks, struct pk_switch *sw)
                 VLOG_WARN_RL(&rl, "%s: port %s: %s", sw->name,
                              sw->marks[i].iface, error);
                 free(error);
-                continue;
+                member[i] = false;
+            } else {
+                any_clear = true;
             }
-            any_clear = true;
         }
-        member[i] = enrolled[i] || mark_is_gateway(&sw->marks[i]);
     }
 
     /* The ports or clients behind the pair flows may have changed: the
@@ -1363,14 +1377,12 @@ static void
 install_learned_flood(struct pk_switch *sw, ofp_port_t port,
                       struct eth_addr mac)
 {
-    bool *member = xcalloc(sw->n_marks + 1, sizeof *member);
+    bool *member = switch_members(sw);
     size_t from = SIZE_MAX;
     struct ofpbuf ofpacts;
     struct match match;
 
     for (size_t k = 0; k < sw->n_marks; k++) {
-        member[k] = (!eth_addr_is_zero(sw->macs[k])
-                     || mark_is_gateway(&sw->marks[k]));
         if (sw->marks[k].ofport == port) {
             from = k;
         }

@@ -61,6 +61,7 @@ struct peers {
     struct pstream *listener;
     struct ovs_list conns;      /* Contains "struct peer_conn"s. */
     uint64_t seqno;             /* Changes when a NETKEY may have. */
+    struct vlog_module *jsonrpc_log;    /* See keep_keys_out_of_log(). */
 };
 
 struct peers *
@@ -70,6 +71,7 @@ peers_create(struct store *store, const char *name)
 
     peers->store = store;
     peers->name = nullable_xstrdup(name);
+    peers->jsonrpc_log = vlog_module_from_name("jsonrpc");
     ovs_list_init(&peers->conns);
     peers_reload(peers);
     return peers;
@@ -391,11 +393,12 @@ conn_run(struct peers *peers, struct peer_conn *conn)
 }
 
 /* The jsonrpc module logs whole messages at debug level, which would put
- * NETKEYs in the log: it may not log at that level here. */
+ * NETKEYs in the log: it may not log at that level here (an operator may
+ * have raised it with vlog/set since the last time). */
 static void
-keep_keys_out_of_jsonrpc_log(void)
+keep_keys_out_of_log(const struct peers *peers)
 {
-    struct vlog_module *module = vlog_module_from_name("jsonrpc");
+    struct vlog_module *module = peers->jsonrpc_log;
 
     for (int d = 0; module && d < VLF_N_DESTINATIONS; d++) {
         if (vlog_get_level(module, d) > VLL_INFO) {
@@ -412,7 +415,7 @@ peers_run(struct peers *peers)
     if (!peers->name) {
         return;
     }
-    keep_keys_out_of_jsonrpc_log();
+    keep_keys_out_of_log(peers);
 
     if (peers->listener) {
         struct stream *stream;

@@ -411,9 +411,13 @@ column_u32(sqlite3_stmt *stmt, int col)
 
 /* Row readers, for the column lists above. */
 
+/* The *_from_row() functions take 'void *' so that list_rows() can call
+ * them. */
 static void
-client_from_row(sqlite3_stmt *stmt, struct store_client *client)
+client_from_row(sqlite3_stmt *stmt, void *client_)
 {
+    struct store_client *client = client_;
+
     memset(client, 0, sizeof *client);
     column_strlcpy(stmt, 0, client->id, sizeof client->id);
     if (!eth_addr_from_string(column_text(stmt, 1), &client->mac)) {
@@ -424,8 +428,10 @@ client_from_row(sqlite3_stmt *stmt, struct store_client *client)
 }
 
 static void
-outside_from_row(sqlite3_stmt *stmt, struct store_outside *out)
+outside_from_row(sqlite3_stmt *stmt, void *out_)
 {
+    struct store_outside *out = out_;
+
     memset(out, 0, sizeof *out);
     if (!eth_addr_from_string(column_text(stmt, 0), &out->mac)) {
         out->mac = eth_addr_zero;
@@ -1238,17 +1244,11 @@ list_rows(struct store *store, enum store_stmt i, const char *what,
 }
 
 static void
-client_row(sqlite3_stmt *stmt, void *client)
-{
-    client_from_row(stmt, client);
-}
-
-static void
 list_clients__(struct store *store, enum store_stmt i,
                struct store_client **clients, size_t *n)
 {
     list_rows(store, i, i == S_CLIENT_LIST ? "clients" : "gateways",
-              client_row, sizeof **clients, (void **) clients, n);
+              client_from_row, sizeof **clients, (void **) clients, n);
 }
 
 void
@@ -1401,17 +1401,11 @@ store_find_outside(struct store *store, struct eth_addr mac,
     return found;
 }
 
-static void
-outside_row(sqlite3_stmt *stmt, void *out)
-{
-    outside_from_row(stmt, out);
-}
-
 void
 store_list_outside(struct store *store, struct store_outside **outs,
                    size_t *n)
 {
-    list_rows(store, S_OUTSIDE_LIST, "outside MACs", outside_row,
+    list_rows(store, S_OUTSIDE_LIST, "outside MACs", outside_from_row,
               sizeof **outs, (void **) outs, n);
 }
 
@@ -1923,8 +1917,10 @@ store_revoke_pair(struct store *store, const char *id1, const char *id2,
 /* Peer key servers and NETKEYs. */
 
 static void
-peer_from_row(sqlite3_stmt *stmt, struct store_peer *peer)
+peer_from_row(sqlite3_stmt *stmt, void *peer_)
 {
+    struct store_peer *peer = peer_;
+
     memset(peer, 0, sizeof *peer);
     column_strlcpy(stmt, 0, peer->name, sizeof peer->name);
     column_strlcpy(stmt, 1, peer->remote, sizeof peer->remote);
@@ -2053,16 +2049,10 @@ store_find_peer(struct store *store, const char *name,
     return found;
 }
 
-static void
-peer_row(sqlite3_stmt *stmt, void *peer)
-{
-    peer_from_row(stmt, peer);
-}
-
 void
 store_list_peers(struct store *store, struct store_peer **peers, size_t *n)
 {
-    list_rows(store, S_PEER_LIST, "peers", peer_row, sizeof **peers,
+    list_rows(store, S_PEER_LIST, "peers", peer_from_row, sizeof **peers,
               (void **) peers, n);
 }
 
