@@ -152,7 +152,7 @@ check_known_answers(enum crypt_cipher cipher)
         assert_int_equal(info.cipher, cipher);
         assert_int_equal(info.key_version, v->key_version);
         assert_true(info.pn == v->pn);
-        assert_ptr_equal(info.src_mac, buf.bytes + CRYPT_MAC_LEN);
+        assert_ptr_equal(info.sender, buf.bytes + CRYPT_MAC_LEN);
 
         assert_int_equal(crypt_frame_open(&aead, buf.bytes, len), CRYPT_OK);
         assert_memory_equal(buf.bytes + CRYPT_HEAD_GROWTH, v->plain,
@@ -210,7 +210,7 @@ receive(const uint8_t *key, const struct crypt_aead *sender,
     }
 
     memcpy(buf.bytes, frame, len);
-    init_aead(&aead, info.cipher, key, info.src_mac);
+    init_aead(&aead, info.cipher, key, info.sender);
     v1 = crypt_frame_open(&aead, buf.bytes, len);
     crypt_aead_wipe(&aead);
 
@@ -392,7 +392,7 @@ test_bad_header(void **state)
                                        frame_vectors[0].plain_len, &info),
                      CRYPT_DROP_BAD_HEADER);
 
-    buf.bytes[14] = 2;
+    buf.bytes[14] = 3;
     assert_int_equal(crypt_frame_parse(buf.bytes, v->sealed_len, &info),
                      CRYPT_DROP_BAD_HEADER);
     buf.bytes[14] = 0;
@@ -634,9 +634,11 @@ test_names(void **state)
     static const char *const verdicts[] = {
         "ok", "bad_tag", "truncated", "bad_header", "unknown_sa",
         "unknown_version", "replay", "too_old", "too_big", "not_ethernet",
-        "pn_exhausted", "too_many_senders",
+        "pn_exhausted", "too_many_senders", "not_ip", "fragment",
     };
+    static const char *const modes[] = { "eth", "l2", "l3", "nat" };
     enum crypt_cipher cipher;
+    enum crypt_mode mode;
 
     (void) state;
     assert_int_equal(sizeof verdicts / sizeof verdicts[0], CRYPT_N_VERDICTS);
@@ -644,6 +646,18 @@ test_names(void **state)
         assert_string_equal(crypt_verdict_name(i), verdicts[i]);
     }
     assert_string_equal(crypt_verdict_name(CRYPT_N_VERDICTS), "unknown");
+
+    assert_int_equal(sizeof modes / sizeof modes[0], CRYPT_N_MODES);
+    for (size_t i = 0; i < CRYPT_N_MODES; i++) {
+        assert_string_equal(crypt_mode_name(i), modes[i]);
+        mode = CRYPT_N_MODES;
+        assert_true(crypt_mode_from_name(modes[i], &mode));
+        assert_int_equal(mode, i);
+    }
+    assert_string_equal(crypt_mode_name(CRYPT_N_MODES), "unknown");
+    assert_false(crypt_mode_from_name("", &mode));
+    assert_false(crypt_mode_from_name("L3", &mode));
+    assert_false(crypt_mode_from_name("unknown", &mode));
 
     assert_string_equal(crypt_cipher_name(CRYPT_CIPHER_AES256GCM),
                         "aes-256-gcm");
