@@ -821,8 +821,28 @@ netkey_sa_id(ofp_port_t ofport)
     return NETKEY_SA_BASE + ofp_to_u16(ofport);
 }
 
+static void
+put_encrypt(struct ofpbuf *ofpacts, int64_t sa_id, enum crypt_mode mode)
+{
+    struct ofpact_crypt *crypt = ofpact_put_ENCRYPT(ofpacts);
+
+    crypt->sa_id = sa_id;
+    crypt->mode = mode;
+}
+
+/* How a gateway encrypts what its clear and inter ports receive: with a
+ * sender id of its own, because the source MACs of those frames are not
+ * vouched for (a plain host may use a client's MAC, which must not make
+ * the gateway seal under that client's subkey). */
+static enum crypt_mode
+sender_mode(bool gateway)
+{
+    return gateway ? CRYPT_MODE_L2 : CRYPT_MODE_ETH;
+}
+
 /* Appends an output to port 'ofport' of 'sw': to an inter port, under the
- * NETKEY, in a clone so that the frame stays as it is for what follows. */
+ * NETKEY in the port's mode, in a clone so that the frame stays as it is
+ * for what follows. */
 static void
 put_port_output(struct ofpbuf *ofpacts, const struct pk_switch *sw,
                 ofp_port_t ofport)
@@ -833,7 +853,7 @@ put_port_output(struct ofpbuf *ofpacts, const struct pk_switch *sw,
             struct ofpact_nest *clone;
 
             ofpact_put_CLONE(ofpacts);
-            ofpact_put_ENCRYPT(ofpacts)->sa_id = netkey_sa_id(ofport);
+            put_encrypt(ofpacts, netkey_sa_id(ofport), sw->marks[i].mode);
             put_output(ofpacts, ofport);
             clone = ofpbuf_at_assert(ofpacts, ofs, sizeof *clone);
             ofpacts->header = clone;
@@ -842,6 +862,43 @@ put_port_output(struct ofpbuf *ofpacts, const struct pk_switch *sw,
         }
     }
     put_output(ofpacts, ofport);
+}
+
+/* Adds the table 0 flows of inter port 'm' to 'flows': what the NETKEY
+ * opens in the port's mode goes on to TABLE_SEND, and so does ARP in the IP
+ * modes; the port's priority 90 flow drops the rest.  'match' has the
+ * port's in_port. */
+static void
+put_inter_ingress(struct pk_switch *sw, struct base_flow **flows, size_t *n,
+                  size_t *allocated, const struct mark *m,
+                  const struct match *port_match)
+{
+    struct ofpbuf ofpacts;
+    struct match match;
+
+    ofpbuf_init(&ofpacts, 16);
+    match = *port_match;
+    if (m->mode == CRYPT_MODE_L2) {
+        match_set_dl_type(&match, htons(CRYPT_ETH_TYPE));
+    } else {
+        match_set_dl_type(&match, htons(ETH_TYPE_IP));
+        match_set_nw_proto(&match, (m->mode == CRYPT_MODE_L3
+                                    ? CRYPT_IP_PROTO : IPPROTO_UDP));
+    }
+    ofpact_put_DECRYPT(&ofpacts)->sa_id = netkey_sa_id(m->ofport);
+    ofpact_put_GOTO_TABLE(&ofpacts)->table_id = TABLE_SEND;
+    add_base_flow(sw, flows, n, allocated, TABLE_PORTS, 100, &match,
+                  &ofpacts);
+
+    if (m->mode != CRYPT_MODE_L2) {
+        match = *port_match;
+        match_set_dl_type(&match, htons(ETH_TYPE_ARP));
+        ofpbuf_clear(&ofpacts);
+        ofpact_put_GOTO_TABLE(&ofpacts)->table_id = TABLE_SEND;
+        add_base_flow(sw, flows, n, allocated, TABLE_PORTS, 100, &match,
+                      &ofpacts);
+    }
+    ofpbuf_uninit(&ofpacts);
 }
 
 static void
@@ -859,7 +916,8 @@ mark_equal(const struct mark *a, const struct mark *b)
 {
     return (a->role == b->role && a->ofport == b->ofport
             && nullable_string_is_equal(a->client_id, b->client_id)
-            && nullable_string_is_equal(a->peer, b->peer));
+            && nullable_string_is_equal(a->peer, b->peer)
+            && a->mode == b->mode);
 }
 
 /* 'sw' had 'old' marks before its current ones.  A port whose mark went or
@@ -917,7 +975,8 @@ put_group_flood(struct ofpbuf *ofpacts, const struct pk_switch *sw,
         }
     }
     if (uplink) {
-        ofpact_put_ENCRYPT(ofpacts)->sa_id = GROUP_SA_ID;
+        put_encrypt(ofpacts, GROUP_SA_ID,
+                    sender_mode(mark_is_gateway(&sw->marks[from])));
         put_output(ofpacts, uplink->ofport);
     }
 }
@@ -1012,14 +1071,15 @@ switch_program(struct keyserver *ks, struct pk_switch *sw)
             }
             /* Any source: the key server refuses a plain host that uses a
              * client's MAC.  From an inter port, only what the NETKEY
-             * opens. */
+             * opens, and in the IP modes ARP, which the router on the link
+             * needs. */
             if (m->role == MARK_INTER) {
-                match_set_dl_type(&match, htons(CRYPT_ETH_TYPE));
-                ofpact_put_DECRYPT(&ofpacts)->sa_id = netkey_sa_id(m->ofport);
+                put_inter_ingress(sw, &flows, &n, &allocated, m, &match);
+            } else {
+                ofpact_put_GOTO_TABLE(&ofpacts)->table_id = TABLE_SEND;
+                add_base_flow(sw, &flows, &n, &allocated, TABLE_PORTS, 100,
+                              &match, &ofpacts);
             }
-            ofpact_put_GOTO_TABLE(&ofpacts)->table_id = TABLE_SEND;
-            add_base_flow(sw, &flows, &n, &allocated, TABLE_PORTS, 100,
-                          &match, &ofpacts);
 
             /* Table 1: broadcast and multicast from the plain network go
              * in the clear to this bridge's clients and under the group key
@@ -1181,7 +1241,7 @@ install_pair_flows(struct keyserver *ks, const struct store_client *a,
         struct ofpbuf ofpacts;
 
         ofpbuf_init(&ofpacts, 64);
-        ofpact_put_ENCRYPT(&ofpacts)->sa_id = key->sa_id;
+        put_encrypt(&ofpacts, key->sa_id, sender_mode(me->gateway));
         put_output(&ofpacts, uplink->ofport);
         send_pair_flow(sw, TABLE_SEND, me->mac, peer->mac, &ofpacts,
                        key->sa_id);

@@ -163,12 +163,19 @@ parse_mark(const struct marks *marks_, const struct ovsrec_interface *iface,
     struct marks *marks = CONST_CAST(struct marks *, marks_);
     const char *role = smap_get(&iface->external_ids, "pairkey-role");
     const char *id = smap_get(&iface->external_ids, "pairkey-id");
+    const char *mode = smap_get(&iface->external_ids, "pairkey-mode");
 
     if (!role) {
         return false;
     }
     if (!iface->n_ofport || iface->ofport[0] <= 0
         || iface->ofport[0] >= UINT16_MAX) {
+        return false;
+    }
+
+    if (mode && strcmp(role, "inter")) {
+        warn_once(marks, iface->name,
+                  "pairkey-mode applies only to pairkey-role=inter");
         return false;
     }
 
@@ -198,6 +205,17 @@ parse_mark(const struct marks *marks_, const struct ovsrec_interface *iface,
             if (!peer || !store_id_is_valid(peer)) {
                 warn_once(marks, iface->name, "pairkey-role=inter needs "
                           "pairkey-peer=NAME, a valid peer name");
+                return false;
+            }
+            if (!mode || !strcmp(mode, "l2")) {
+                mark->mode = CRYPT_MODE_L2;
+            } else if (!strcmp(mode, "l3")) {
+                mark->mode = CRYPT_MODE_L3;
+            } else if (!strcmp(mode, "nat")) {
+                mark->mode = CRYPT_MODE_NAT;
+            } else {
+                warn_once(marks, iface->name,
+                          "pairkey-mode must be l2, l3 or nat");
                 return false;
             }
             mark->role = MARK_INTER;

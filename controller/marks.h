@@ -28,9 +28,11 @@
  * (a fully decrypted port to a plain network, which makes the bridge the
  * gateway ID, by default "gw-" and the bridge's datapath id in hex), or
  *     external_ids:pairkey-role=inter external_ids:pairkey-peer=NAME
- *     [external_ids:pairkey-id=ID]
+ *     [external_ids:pairkey-id=ID] [external_ids:pairkey-mode=l2|l3|nat]
  * (toward the encrypted subnet of peer key server NAME: a gateway port
- * whose frames travel under the NETKEY shared with NAME).
+ * whose frames travel under the NETKEY shared with NAME, as Ethernet frames
+ * (l2, the default), as IPv4 packets that routers can forward (l3) or in
+ * UDP through a NAT (nat)).
  * Marks are grouped by the datapath id of the interface's bridge, which is
  * how OpenFlow connections are matched to bridges.  A malformed mark is
  * logged and ignored. */
@@ -39,6 +41,7 @@
 #include <stddef.h>
 #include <inttypes.h>
 #include <stdint.h>
+#include "crypt-frame.h"
 #include "openvswitch/types.h"
 
 enum mark_role {
@@ -61,6 +64,8 @@ struct mark {
                                  * id. */
     char *peer;                 /* MARK_INTER: the peer key server whose
                                  * NETKEY protects the link. */
+    enum crypt_mode mode;       /* MARK_INTER: how frames cross the link
+                                 * (CRYPT_MODE_L2, _L3 or _NAT). */
 };
 
 /* True for the ports that make their bridge a gateway. */

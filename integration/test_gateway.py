@@ -33,7 +33,8 @@ REMOTE_CLIENTS = ("h1", "h2")           # not on the gateway bridge
 
 # p1 takes h1's MAC and talks to h2: refused at the gateway.
 REFUSED_SPOOF = (r"pairkeyd\.log: .*\|keyserver\|WARN\|br3: refused key "
-                 r"request from 02:00:00:00:01:01 to 02:00:00:00:02:02 on "
+                 r"request from 02:00:00:00:01:01 to "
+                 r"(02:00:00:00:02:02|ff:ff:ff:ff:ff:ff) on "
                  r"port 2: source is an enrolled client's MAC$")
 
 
@@ -104,6 +105,12 @@ def test_plain_host_talks_to_every_client(gw):
         assert between(cap.frames, p1, mac(net, c)), c
     assert not between(cap.frames, mac(net, "h3"), p1)
     assert not between(cap.frames, p1, mac(net, "h3"))
+    # The gateway seals p1's frames under a sender id of its own (format
+    # 2), the clients under their MACs (format 1): a plain host's MAC never
+    # selects a subkey.
+    for c in REMOTE_CLIENTS:
+        assert {f[14] for f in between(cap.frames, p1, mac(net, c))} == {2}
+        assert {f[14] for f in between(cap.frames, mac(net, c), p1)} == {1}
 
     seen = spy.received()
     assert seen, "p1's sniffer saw nothing"
@@ -143,10 +150,20 @@ def test_plain_host_cannot_speak_as_a_client(gw):
     with net.capture() as cap, net.pinger("h1", "h2") as victim:
         for _ in range(5):
             net.udp_send("p1", "h2", port, m)
+        # A broadcast from p1 under h1's MAC crosses under the group key,
+        # which h1's own switch seals with too.
+        net.host_run("p1", "ping", "-b", "-c", "2", "-i", "0.2", "-W", "1",
+                     "10.0.0.255")
         wait_until(lambda: len(victim.replies) >= 10, 10, "h1's pings")
     assert victim.sent and not victim.lost()
     assert net.udp_recv(rx) is None
     assert_wire_sealed(cap.frames, (MARKER, m))
+    # The gateway sealed p1's broadcasts under its own sender id (format
+    # 2), never under h1's subkey (format 1 with h1's MAC), which would
+    # have reused h1's nonces under the group key.
+    h1 = mac(net, "h1")
+    spoofed = [f for f in cap.frames if f[6:12] == h1 and f[0] & 1]
+    assert spoofed and {f[14] for f in spoofed} == {2}
     assert "02:00:00:00:01:01" not in pk.dump()["outside"]
 
 
