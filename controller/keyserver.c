@@ -1837,14 +1837,16 @@ keyserver_client_added(struct keyserver *ks, struct eth_addr mac)
 {
     struct pk_switch *sw;
 
+    /* It may have been an outside host, with flows through a gateway.  The
+     * purge goes first: it would also delete the base flows that the
+     * programming below gives the new client. */
+    purge_mac(ks, mac);
+
     LIST_FOR_EACH (sw, list_node, &ks->switches) {
         if (sw->have_dpid) {
             switch_program(ks, sw);
         }
     }
-
-    /* It may have been an outside host, with flows through a gateway. */
-    purge_mac(ks, mac);
 }
 
 void

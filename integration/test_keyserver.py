@@ -557,6 +557,20 @@ def test_del_client_cuts_off_within_a_second(ks):
     net.wait_ping("h3", "h4")               # a new pair after the revocation
 
 
+def test_enroll_while_connected(needs_pairkeyd, make_net):
+    """12b. Clients enrolled after their bridges connected (the usual order
+    on a running network) get their whole pipeline: ARP broadcasts and key
+    requests work at once, without any other event reprogramming the
+    bridges."""
+    net = make_net(KEYSERVER)
+    net.start_keyserver(enroll=False)
+    net.enroll("h1", "h2")
+    wait_until(lambda: all(0 in net.sa_ids()[b] for b in ("br1", "br2")),
+               10, "br1 and br2 to hold the group key")
+    net.wait_ping("h2", "h1")
+    assert net.ping("h1", "h2", count=2)
+
+
 def test_no_core_dumps(ks):
     """13. pairkeyd holds every key: it runs with core dumps disabled
     (RLIMIT_CORE 0, soft and hard, so it cannot raise it again)."""
