@@ -181,7 +181,7 @@ class RawPort:
         self.sock.close()
 
 
-def _inet_checksum(data):
+def inet_checksum(data):
     if len(data) % 2:
         data += b"\0"
     total = sum(struct.unpack("!%dH" % (len(data) // 2), data))
@@ -207,7 +207,7 @@ def icmp_echo(ns, dst, count=1, size=56, dont_fragment=False, timeout=1.0):
             sock.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER,
                             IP_PMTUDISC_DO)
         for seq in range(1, count + 1):
-            csum = _inet_checksum(struct.pack("!BBHHH", 8, 0, 0, ident, seq)
+            csum = inet_checksum(struct.pack("!BBHHH", 8, 0, 0, ident, seq)
                                   + payload)
             try:
                 sock.sendto(struct.pack("!BBHHH", 8, 0, csum, ident, seq)
@@ -265,7 +265,7 @@ class Pinger:
 
     def _send(self, seq):
         head = struct.pack("!BBHHH", 8, 0, 0, self._ident, seq & 0xFFFF)
-        csum = _inet_checksum(head + self._payload)
+        csum = inet_checksum(head + self._payload)
         self.sent[seq] = time.monotonic()
         try:
             self._sock.sendto(struct.pack("!BBHHH", 8, 0, csum, self._ident,

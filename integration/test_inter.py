@@ -62,6 +62,17 @@ def start_subnets(net, peer=True):
     return ks["ks-a"], ks["ks-b"]
 
 
+def exchange(net, m):
+    """ha and hb ping each other and send 'm' * 300 over TCP both ways."""
+    net.wait_ping("ha", "hb", timeout=15)
+    assert net.ping("hb", "ha", count=2)
+    data = m * 300
+    assert net.tcp_transfer("ha", "hb", data) == data
+    assert net.tcp_transfer("hb", "ha", data) == data
+    wait_until(lambda: net.tcp_idle("ha") and net.tcp_idle("hb"), 10,
+               "TCP to finish")
+
+
 def assert_sealed(frames, markers, where):
     assert frames, "nothing on " + where
     for f in frames:
@@ -90,13 +101,7 @@ def test_clients_of_two_subnets_talk_sealed(needs_pairkeyd, make_net):
     m = MARKER + secrets.token_hex(8).encode()
     with net.capture("wirea") as ca, net.capture("wireb") as cb, \
             net.capture("iwire") as ci:
-        net.wait_ping("ha", "hb", timeout=15)
-        assert net.ping("hb", "ha", count=2)
-        data = m * 300
-        assert net.tcp_transfer("ha", "hb", data) == data
-        assert net.tcp_transfer("hb", "ha", data) == data
-        wait_until(lambda: net.tcp_idle("ha") and net.tcp_idle("hb"), 10,
-                   "TCP to finish")
+        exchange(net, m)
     for frames, where in ((ca.frames, "wirea"), (cb.frames, "wireb"),
                           (ci.frames, "iwire")):
         assert_sealed(frames, (MARKER, m), where)

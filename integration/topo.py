@@ -26,6 +26,11 @@ The OVS ports are AF_PACKET sockets polled by vswitchd's main thread, or,
 with Topo.port_type "afxdp" (TWO_HOSTS_AFXDP), AF_XDP sockets polled by
 PMD threads; Topo.host_queues and Topo.pmd_cpu_mask spread one host's
 frames over several PMD threads.
+
+A Router (Topo.routers) is a namespace <p><name> that forwards IPv4
+between the wires it is attached to: one veth per wire, named after the
+wire on the router's side and '<router>-<wire>' on the wire's side,
+where it joins the Linux bridge like an uplink does.
 """
 
 import contextlib
@@ -72,6 +77,7 @@ class Host:
     # a host of a plain network behind a gateway (its port pairkey-role=
     # clear), never enrolled.
     role: str = "client"
+    gw: str = None                   # default gateway (no prefix length)
 
     @property
     def addr(self):
@@ -103,6 +109,25 @@ class Bridge:
 
 
 @dataclass(frozen=True)
+class Router:
+    """A Linux router: namespace <p><name> with IPv4 forwarding on and IPv6
+    off, and one interface per wire in 'wires', named after the wire."""
+    name: str
+    wires: tuple            # ((wire, "ip/prefix"), ...)
+    # The wire on whose interface outgoing IPv4 is masqueraded (source NAT
+    # to that interface's address, nftables), or None.
+    masquerade: str = None
+
+    def addr(self, wire):
+        """The router's address on 'wire' (without prefix length)."""
+        return dict(self.wires)[wire].split("/")[0]
+
+    def wire_port(self, wire):
+        """The wire-side end of the router's veth to 'wire'."""
+        return "%s-%s" % (self.name, wire)
+
+
+@dataclass(frozen=True)
 class Topo:
     hosts: tuple
     bridges: tuple
@@ -120,6 +145,7 @@ class Topo:
     # OpenFlow versions every bridge allows, e.g. "OpenFlow13" (None: OVS
     # default); ovs-ofctl then speaks the same.
     protocols: str = None
+    routers: tuple = ()
 
     def host(self, name):
         return next(h for h in self.hosts if h.name == name)
@@ -134,10 +160,20 @@ class Topo:
     def bridge(self, name):
         return next(b for b in self.bridges if b.name == name)
 
+    def router(self, name):
+        return next(r for r in self.routers if r.name == name)
+
+    def router_mac(self, name, wire):
+        """MAC address of router 'name''s interface on 'wire'."""
+        i = next(i for i, r in enumerate(self.routers, 1) if r.name == name)
+        wires = [w for w, _ in self.router(name).wires]
+        return _mac(0xec, i, wires.index(wire) + 1)
+
     @property
     def wires(self):
         return sorted({b.wire for b in self.bridges if b.wire}
-                      | {b.inter for b in self.bridges if b.inter})
+                      | {b.inter for b in self.bridges if b.inter}
+                      | {w for r in self.routers for w, _ in r.wires})
 
     @property
     def instances(self):
@@ -241,6 +277,63 @@ INTER = Topo(
                                                  inter="iwire"),
              Bridge("bgb", wire="wireb", inter="iwire"),
              Bridge("brb", wire="wireb")),
+    protocols="OpenFlow13")
+
+# The two subnets of INTER as two IPv4 networks with a Linux router between
+# them: each gateway's inter port is on a wire of its own (iwa, iwb), where
+# the router rt has an interface, and each host's default route is rt.  The
+# tests mark the inter ports pairkey-mode=l3 (or nat, INTER_NAT), so that
+# what crosses iwa and iwb is IPv4 that rt can route.
+#
+#   ns <p>ha --- ha(1) [bra] bra-up ---+-- [wirea]    subnet A (ks-a)
+#                     [bga] bga-up ---+
+#                           bga-in ------- [iwa] --- iwa 10.1.0.1 ---+
+#                                                                    | ns <p>rt
+#                           bgb-in ------- [iwb] --- iwb 10.2.0.1 ---+
+#                     [bgb] bgb-up ---+-- [wireb]    subnet B (ks-b)
+#   ns <p>hb --- hb(1) [brb] brb-up ---+
+#
+#   ha 10.1.0.10/24 (gw 10.1.0.1), hb 10.2.0.10/24 (gw 10.2.0.1)
+INTER_L3 = Topo(
+    hosts=(Host("ha", "bra", "02:00:00:00:01:01", "10.1.0.10/24",
+                gw="10.1.0.1"),
+           Host("hb", "brb", "02:00:00:00:02:02", "10.2.0.10/24",
+                gw="10.2.0.1")),
+    bridges=(Bridge("bra", wire="wirea"),
+             Bridge("bga", wire="wirea", inter="iwa"),
+             Bridge("bgb", wire="wireb", inter="iwb"),
+             Bridge("brb", wire="wireb")),
+    routers=(Router("rt", (("iwa", "10.1.0.1/24"), ("iwb", "10.2.0.1/24"))),),
+    protocols="OpenFlow13")
+
+# INTER_L3 with a second client ha2 in subnet A (own bridge bra2) and rt
+# masquerading what leaves through iwb: subnet B sees both clients as
+# 10.2.0.1, as behind a home router.
+#
+#   ns <p>ha  --- ha(1)  [bra]  bra-up  ---+-- [wirea]
+#   ns <p>ha2 --- ha2(1) [bra2] bra2-up ---+
+#                        [bga]  bga-up  ---+
+#                               bga-in --- [iwa] --- iwa 10.1.0.1 ---+
+#                                                                    | ns <p>rt
+#                               bgb-in --- [iwb] --- iwb 10.2.0.1 ---+
+#                        [bgb]  bgb-up  ---+-- [wireb]             masquerade
+#   ns <p>hb  --- hb(1)  [brb]  brb-up  ---+                       on iwb
+#
+#   ha 10.1.0.10/24, ha2 10.1.0.11/24 (gw 10.1.0.1); hb 10.2.0.10/24 (gw
+#   10.2.0.1)
+INTER_NAT = Topo(
+    hosts=(Host("ha", "bra", "02:00:00:00:01:01", "10.1.0.10/24",
+                gw="10.1.0.1"),
+           Host("ha2", "bra2", "02:00:00:00:01:02", "10.1.0.11/24",
+                gw="10.1.0.1"),
+           Host("hb", "brb", "02:00:00:00:02:02", "10.2.0.10/24",
+                gw="10.2.0.1")),
+    bridges=(Bridge("bra", wire="wirea"), Bridge("bra2", wire="wirea"),
+             Bridge("bga", wire="wirea", inter="iwa"),
+             Bridge("bgb", wire="wireb", inter="iwb"),
+             Bridge("brb", wire="wireb")),
+    routers=(Router("rt", (("iwa", "10.1.0.1/24"), ("iwb", "10.2.0.1/24")),
+                    masquerade="iwb"),),
     protocols="OpenFlow13")
 
 KEYSERVER_TWO_OVS = Topo(
@@ -468,13 +561,14 @@ class Net:
 
     # ------------------------------------------------------------- names
     def ns(self, what):
-        """Namespace name of a host, 'ovs' or 'wire'."""
+        """Namespace name of a host, a router, 'ovs' or 'wire'."""
         return "%s%s" % (self.prefix, what)
 
     @property
     def namespaces(self):
         return ([self.ns(name) for name in self.instances] + [self.ns("wire")]
-                + [self.ns(h.name) for h in self.topo.hosts])
+                + [self.ns(h.name) for h in self.topo.hosts]
+                + [self.ns(r.name) for r in self.topo.routers])
 
     @property
     def vswitchd(self):
@@ -578,6 +672,8 @@ class Net:
                                         br.inter_port, INTER_OFPORT, 3)
             for i, h in enumerate(self.topo.hosts, 1):
                 self._add_host(h, i)
+            for i, r in enumerate(self.topo.routers, 1):
+                self._add_router(r, i)
         except BaseException:
             self.stop()
             raise
@@ -708,14 +804,20 @@ class Net:
         mtu = self.topo.wire_mtu
         self._add_veth(wns, wport, _mac(0xee, i, mac_kind + 1), ons, port,
                        _mac(0xef, i, mac_kind), mtu)
+        self._join_wire(wire, wport)
+        run(["ip", "-n", ons, "link", "set", port, "up"])
+        self._add_port(br.name, port, ofport, "mtu_request=%d" % mtu)
+
+    def _join_wire(self, wire, wport):
+        """Makes 'wport' (a veth end in the wire namespace) a port of Linux
+        bridge 'wire', and sets it up."""
+        wns = self.ns("wire")
         run(["ip", "-n", wns, "link", "set", wport, "master", wire])
         # No learning: the Linux bridge floods every frame (a hub), so the
         # capture on the bridge device sees each frame exactly once.
         run(["ip", "-n", wns, "link", "set", "dev", wport, "type",
              "bridge_slave", "learning", "off"])
         run(["ip", "-n", wns, "link", "set", wport, "up"])
-        run(["ip", "-n", ons, "link", "set", port, "up"])
-        self._add_port(br.name, port, ofport, "mtu_request=%d" % mtu)
 
     def _add_port(self, bridge, name, ofport, *settings, queues=1):
         """Adds OVS port 'name' (a veth end in the bridge's OVS namespace)
@@ -766,7 +868,48 @@ class Net:
         run(["ip", "-n", hns, "addr", "add", h.ip, "dev", h.iface])
         run(["ip", "-n", hns, "link", "set", "eth0", "up"])
         run(["ip", "-n", hns, "link", "set", h.iface, "up"])
+        if h.gw:
+            run(["ip", "-n", hns, "route", "add", "default", "via", h.gw])
         self._wait_ports()
+
+    def _add_router(self, r, i):
+        """Router r (the i-th): its namespace forwards IPv4; one veth per
+        wire, '<wire>' in the router's namespace (MTU Topo.wire_mtu, MAC
+        Topo.router_mac, address from r.wires), '<router>-<wire>' a port
+        of the wire's Linux bridge; and the masquerade rule, if any."""
+        rns = self.ns(r.name)
+        run(["ip", "netns", "exec", rns, "sysctl", "-q", "-w",
+             "net.ipv4.ip_forward=1"])
+        for j, (wire, ip) in enumerate(r.wires, 1):
+            self._add_veth(rns, wire, self.topo.router_mac(r.name, wire),
+                           self.ns("wire"), r.wire_port(wire),
+                           _mac(0xed, i, j), self.topo.wire_mtu)
+            # What the router sends itself goes to OVS: full checksums.
+            run(["ip", "netns", "exec", rns, "ethtool", "-K", wire, "tx",
+                 "off"])
+            self._join_wire(wire, r.wire_port(wire))
+            run(["ip", "-n", rns, "addr", "add", ip, "dev", wire])
+            run(["ip", "-n", rns, "link", "set", wire, "up"])
+        if r.masquerade:
+            self._masquerade(rns, r.masquerade)
+
+    @staticmethod
+    def _masquerade(ns, iface):
+        """Source NAT of every IPv4 packet namespace ns sends out of
+        'iface' to iface's address (the nftables ruleset goes with the
+        namespace)."""
+        if not shutil.which("nft"):
+            raise FeatureMissing("'nft' is not installed (nftables, for a "
+                                 "masquerading router)")
+        proc = run(["ip", "netns", "exec", ns, "nft",
+                    "add table ip nat; "
+                    "add chain ip nat post { type nat hook postrouting "
+                    "priority 100 ; }; "
+                    "add rule ip nat post oifname %s masquerade" % iface],
+                   check=False)
+        if proc.returncode != 0:
+            raise FeatureMissing("nftables masquerade not available: %s"
+                                 % proc.stderr.strip())
 
     def _wait_ports(self):
         def ready(o):
@@ -1053,11 +1196,13 @@ class Net:
     # ----------------------------------------------------------- wire
     def wire_ports(self, wire=None):
         """The wire-side ports of Linux bridge 'wire' (default: of every
-        wire the uplinks join)."""
+        wire the uplinks join): uplinks, inter ports and routers."""
         return ([("to-%s" % b.name) for b in self.topo.bridges
                  if b.wire and wire in (None, b.wire)]
                 + [("in-%s" % b.name) for b in self.topo.bridges
-                   if b.inter and wire == b.inter])
+                   if b.inter and wire == b.inter]
+                + [r.wire_port(w) for r in self.topo.routers
+                   for w, _ in r.wires if wire == w])
 
     def wire_rx(self, wire=None):
         """Frames 'wire' (default: every uplink wire) has received from the
@@ -1161,6 +1306,13 @@ class Net:
             save("ip-%s.txt" % ns, lambda ns=ns: "".join(
                 run(["ip", "-n", ns, "-s", "-d"] + a, check=False).stdout
                 for a in (["link"], ["addr"], ["neigh"])))
+        for r in self.topo.routers:
+            ns = self.ns(r.name)
+            save("router-%s.txt" % r.name, lambda ns=ns: "".join(
+                (lambda p: p.stdout + p.stderr)(run(a, check=False))
+                for a in (["ip", "-n", ns, "route"],
+                          ["ip", "netns", "exec", ns, "nft", "list",
+                           "ruleset"])))
         for o in self.instances.values():
             tag = "" if o is self.ovs else o.name + "-"
             for name in sorted(os.listdir(o.rundir)):

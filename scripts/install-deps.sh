@@ -14,7 +14,7 @@ packages=(
     libcmocka-dev python3-cryptography
     # Integration tests, demo and benchmarks.
     python3-pytest python3-scapy tcpdump iproute2 ethtool iperf3
-    iputils-ping procps
+    iputils-ping procps nftables
 )
 
 missing=()
