@@ -26,6 +26,7 @@
 #include "flow.h"
 #include "hash.h"
 #include "marks.h"
+#include "peers.h"
 #include "ofp-crypt.h"
 #include "openvswitch/dynamic-string.h"
 #include "openvswitch/hmap.h"
@@ -157,6 +158,7 @@ struct issued {
 struct keyserver {
     struct store *store;
     struct marks *marks;
+    struct peers *peers;        /* May be null. */
     enum miss_policy miss_policy;
     struct ovs_list switches;   /* Contains "struct pk_switch"es. */
     uint64_t next_conn_seq;
@@ -370,6 +372,21 @@ key_is_fresh_for(const struct keyserver *ks, const struct pk_switch *sw,
     }
     h = find_held(ks, sw->dpid, key->sa_id);
     return !h || h->version != key->version || h->conn_seq == sw->conn_seq;
+}
+
+/* The NETKEY rule (see peers.h): version 'version' of the NETKEY of 'peer'
+ * may go to SA 'sa_id' of 'sw' only if this process got it and the bridge
+ * did not hold it in an earlier connection. */
+static bool
+netkey_is_fresh_for(const struct keyserver *ks, const struct pk_switch *sw,
+                    const char *peer, int64_t sa_id, uint32_t version)
+{
+    const struct held *h = find_held(ks, sw->dpid, sa_id);
+
+    if (ks->peers && !peers_netkey_is_fresh(ks->peers, peer, version)) {
+        return false;
+    }
+    return !h || h->version != version || h->conn_seq == sw->conn_seq;
 }
 
 /* Sending. */
@@ -1180,12 +1197,20 @@ switch_program(struct keyserver *ks, struct pk_switch *sw)
         if (store_get_netkey(ks->store, m->peer, &nk)) {
             const struct sa_entry *e = switch_find_sa(sw, sa_id);
 
-            if (!e || e->version != nk.version) {
+            if (e && e->version == nk.version) {
+                /* Already there. */
+            } else if (netkey_is_fresh_for(ks, sw, m->peer, sa_id,
+                                           nk.version)) {
                 struct key key = { .sa_id = sa_id, .version = nk.version };
 
                 memcpy(key.bytes, nk.key, sizeof key.bytes);
                 install_key(ks, sw, &key);
                 key_wipe(&key);
+            } else if (ks->peers) {
+                VLOG_INFO("%s: NETKEY version %"PRIu32" of peer %s may have "
+                          "reached port %s before; asking for a new one",
+                          sw->name, nk.version, m->peer, m->iface);
+                peers_refresh_netkey(ks->peers, m->peer, nk.version);
             }
             store_key_wipe(&nk, sizeof nk);
         } else if (switch_find_sa(sw, sa_id)) {
@@ -1869,6 +1894,12 @@ keyserver_pair_revoked(struct keyserver *ks, int64_t pair_id)
         switch_forget_pair_flows(sw);
     }
     forget_keys(ks, &pair_id, 1);
+}
+
+void
+keyserver_set_peers(struct keyserver *ks, struct peers *peers)
+{
+    ks->peers = peers;
 }
 
 void

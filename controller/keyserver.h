@@ -40,6 +40,7 @@
 
 struct ds;
 struct marks;
+struct peers;
 struct store;
 struct vconn;
 
@@ -69,6 +70,10 @@ void keyserver_pair_revoked(struct keyserver *, int64_t pair_id);
 
 /* Tell the key server that a NETKEY shared with a peer changed. */
 void keyserver_netkeys_changed(struct keyserver *);
+
+/* The peer key servers, whom the key server asks for a new NETKEY when a
+ * gateway must not get the current one again (see peers.h). */
+void keyserver_set_peers(struct keyserver *, struct peers *);
 
 void keyserver_format_status(const struct keyserver *, struct ds *);
 

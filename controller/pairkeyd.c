@@ -136,6 +136,7 @@ main(int argc, char *argv[])
     }
     server.ks = keyserver_create(server.store, server.marks, miss_policy);
     server.peers = peers_create(server.store, own_name);
+    keyserver_set_peers(server.ks, server.peers);
     if (peer_listen) {
         error = peers_listen(server.peers, peer_listen);
         if (error) {

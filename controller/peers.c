@@ -27,6 +27,7 @@
 #include "openvswitch/list.h"
 #include "openvswitch/poll-loop.h"
 #include "openvswitch/vlog.h"
+#include "simap.h"
 #include "store.h"
 #include "stream.h"
 #include "timeval.h"
@@ -53,6 +54,7 @@ struct peer_conn {
     bool checked;               /* Its certificate was looked at... */
     bool verified;              /* ...and names 'peer'. */
     struct json *request_id;    /* Our outstanding "netkey" request. */
+    bool again;                 /* Ask again once it is answered. */
 };
 
 struct peers {
@@ -62,6 +64,12 @@ struct peers {
     struct ovs_list conns;      /* Contains "struct peer_conn"s. */
     uint64_t seqno;             /* Changes when a NETKEY may have. */
     struct vlog_module *jsonrpc_log;    /* See keep_keys_out_of_log(). */
+
+    /* Per peer name: the newest NETKEY version that is newer than any the
+     * store held when this process started (issued, rotated or obtained
+     * since), and a version that must be replaced by a newer one. */
+    struct simap fresh;
+    struct simap stale;
 };
 
 struct peers *
@@ -73,6 +81,8 @@ peers_create(struct store *store, const char *name)
     peers->name = nullable_xstrdup(name);
     peers->jsonrpc_log = vlog_module_from_name("jsonrpc");
     ovs_list_init(&peers->conns);
+    simap_init(&peers->fresh);
+    simap_init(&peers->stale);
     peers_reload(peers);
     return peers;
 }
@@ -98,6 +108,8 @@ peers_destroy(struct peers *peers)
             conn_destroy(conn);
         }
         pstream_close(peers->listener);
+        simap_destroy(&peers->fresh);
+        simap_destroy(&peers->stale);
         free(peers->name);
         free(peers);
     }
@@ -240,15 +252,67 @@ key_to_hex(const uint8_t key[STORE_KEY_LEN], char hex[2 * STORE_KEY_LEN + 1])
     sodium_bin2hex(hex, 2 * STORE_KEY_LEN + 1, key, STORE_KEY_LEN);
 }
 
-/* The owner's answer to a verified peer's "netkey" request. */
+/* Tells every verified connection to 'peer' that its NETKEY changed. */
+static void
+notify_netkey_changed(struct peers *peers, const char *peer)
+{
+    struct peer_conn *conn;
+
+    LIST_FOR_EACH (conn, list_node, &peers->conns) {
+        if (conn->verified && conn->peer && !strcmp(conn->peer, peer)) {
+            jsonrpc_session_send(conn->js, jsonrpc_create_notify(
+                                     "netkey_changed",
+                                     json_array_create_empty()));
+        }
+    }
+}
+
+/* The version of the NETKEY of 'peer' in the store, 0 if none. */
+static uint32_t
+stored_netkey_version(const struct peers *peers, const char *peer)
+{
+    struct store_netkey nk;
+    uint32_t version = 0;
+
+    if (store_get_netkey(peers->store, peer, &nk)) {
+        version = nk.version;
+        store_key_wipe(&nk, sizeof nk);
+    }
+    return version;
+}
+
+/* The owner's NETKEY for 'peer', rotated if its version is 'above' or
+ * lower.  Returns NULL or an error. */
+static char * OVS_WARN_UNUSED_RESULT
+issue_netkey(struct peers *peers, const char *peer, uint32_t above,
+             struct store_netkey *nk)
+{
+    uint32_t had = stored_netkey_version(peers, peer);
+    char *error = store_issue_netkey(peers->store, peer, above, nk);
+
+    if (!error && nk->version != had) {
+        VLOG_INFO("peer %s: NETKEY version %"PRIu32" issued", peer,
+                  nk->version);
+        simap_put(&peers->fresh, peer, nk->version);
+        peers->seqno++;
+        notify_netkey_changed(peers, peer);
+    }
+    return error;
+}
+
+/* The owner's answer to a verified peer's "netkey" request, whose
+ * parameters are the asking peer's name and, optionally, a version the
+ * answer must be newer than. */
 static void
 answer_netkey(struct peers *peers, struct peer_conn *conn,
               const struct jsonrpc_msg *request)
 {
+    const struct json *params = request->params;
     char hex[2 * STORE_KEY_LEN + 1];
     struct store_netkey nk;
     struct jsonrpc_msg *reply;
     struct json *result;
+    uint32_t above = 0;
     char *error;
 
     if (!we_own_netkey(peers, conn->peer)) {
@@ -257,7 +321,19 @@ answer_netkey(struct peers *peers, struct peer_conn *conn,
         jsonrpc_session_send(conn->js, reply);
         return;
     }
-    error = store_issue_netkey(peers->store, conn->peer, &nk);
+    if (params && params->type == JSON_ARRAY && json_array(params)->n > 1) {
+        const struct json *v = json_array(params)->elems[1];
+
+        if (v->type != JSON_INTEGER || json_integer(v) < 0
+            || json_integer(v) > UINT32_MAX) {
+            reply = jsonrpc_create_error(json_string_create("bad version"),
+                                         request->id);
+            jsonrpc_session_send(conn->js, reply);
+            return;
+        }
+        above = json_integer(v);
+    }
+    error = issue_netkey(peers, conn->peer, above, &nk);
     if (error) {
         VLOG_WARN_RL(&rl, "peer %s: %s", conn->peer, error);
         reply = jsonrpc_create_error(json_string_create("no NETKEY"),
@@ -266,7 +342,6 @@ answer_netkey(struct peers *peers, struct peer_conn *conn,
         free(error);
         return;
     }
-    peers->seqno++;             /* Issued now, maybe. */
     key_to_hex(nk.key, hex);
     result = json_object_create();
     json_object_put(result, "version", json_integer_create(nk.version));
@@ -285,6 +360,7 @@ take_netkey(struct peers *peers, struct peer_conn *conn,
     const struct json *result = reply->result;
     const struct json *version, *key;
     struct store_netkey nk;
+    uint32_t had;
     char *error;
 
     memset(&nk, 0, sizeof nk);
@@ -302,15 +378,44 @@ take_netkey(struct peers *peers, struct peer_conn *conn,
         return;
     }
     nk.version = json_integer(version);
+    if (nk.version <= simap_get(&peers->stale, conn->peer)) {
+        VLOG_WARN_RL(&rl, "peer %s: NETKEY version %"PRIu32" is not newer "
+                     "than the stale one", conn->peer, nk.version);
+        store_key_wipe(&nk, sizeof nk);
+        return;
+    }
+    had = stored_netkey_version(peers, conn->peer);
     error = store_put_netkey(peers->store, conn->peer, &nk);
     if (error) {
         VLOG_WARN_RL(&rl, "peer %s: %s", conn->peer, error);
         free(error);
-    } else {
+    } else if (nk.version > had) {
         VLOG_INFO("peer %s: NETKEY version %"PRIu32, conn->peer, nk.version);
+        simap_put(&peers->fresh, conn->peer, nk.version);
+        simap_find_and_delete(&peers->stale, conn->peer);
         peers->seqno++;
     }
     store_key_wipe(&nk, sizeof nk);
+}
+
+/* Asks the owner on 'conn' for our NETKEY, newer than the stale version if
+ * there is one. */
+static void
+request_netkey(struct peers *peers, struct peer_conn *conn)
+{
+    struct json *params = json_array_create_1(json_string_create(
+                                                  peers->name));
+    uint32_t stale = simap_get(&peers->stale, conn->peer);
+
+    if (conn->request_id) {
+        conn->again = true;
+        return;
+    }
+    if (stale) {
+        json_array_add(params, json_integer_create(stale));
+    }
+    jsonrpc_session_send(conn->js, jsonrpc_create_request(
+                             "netkey", params, &conn->request_id));
 }
 
 static void
@@ -319,6 +424,10 @@ conn_process(struct peers *peers, struct peer_conn *conn,
 {
     if (msg->type == JSONRPC_REQUEST && !strcmp(msg->method, "netkey")) {
         answer_netkey(peers, conn, msg);
+    } else if (msg->type == JSONRPC_NOTIFY
+               && !strcmp(msg->method, "netkey_changed")
+               && !we_own_netkey(peers, conn->peer)) {
+        request_netkey(peers, conn);
     } else if ((msg->type == JSONRPC_REPLY || msg->type == JSONRPC_ERROR)
                && conn->request_id && msg->id
                && json_equal(msg->id, conn->request_id)) {
@@ -329,6 +438,10 @@ conn_process(struct peers *peers, struct peer_conn *conn,
         } else {
             VLOG_WARN_RL(&rl, "peer %s refused our NETKEY request",
                          conn->peer);
+        }
+        if (conn->again) {
+            conn->again = false;
+            request_netkey(peers, conn);
         }
     } else if (msg->type == JSONRPC_REQUEST) {
         jsonrpc_session_send(conn->js, jsonrpc_create_error(
@@ -354,6 +467,7 @@ conn_run(struct peers *peers, struct peer_conn *conn)
         conn->checked = conn->verified = false;
         json_destroy(conn->request_id);
         conn->request_id = NULL;
+        conn->again = false;
     }
     if (!conn->checked) {
         /* The certificate is known once the SSL handshake is done. */
@@ -370,11 +484,7 @@ conn_run(struct peers *peers, struct peer_conn *conn)
             return true;
         }
         if (!we_own_netkey(peers, conn->peer)) {
-            struct jsonrpc_msg *req = jsonrpc_create_request(
-                "netkey", json_array_create_1(json_string_create(
-                                                  peers->name)),
-                &conn->request_id);
-            jsonrpc_session_send(conn->js, req);
+            request_netkey(peers, conn);
         }
     }
 
@@ -513,4 +623,39 @@ peers_format(struct peers *peers, struct ds *s)
         }
     }
     free(list);
+}
+
+bool
+peers_netkey_is_fresh(const struct peers *peers, const char *peer,
+                      uint32_t version)
+{
+    return version && simap_get(&peers->fresh, peer) == version;
+}
+
+void
+peers_refresh_netkey(struct peers *peers, const char *peer, uint32_t stale)
+{
+    struct peer_conn *conn;
+
+    if (!peers->name || simap_get(&peers->fresh, peer) > stale
+        || simap_get(&peers->stale, peer) >= stale) {
+        return;                 /* Newer already, or asked for already. */
+    }
+    if (we_own_netkey(peers, peer)) {
+        struct store_netkey nk;
+        char *error = issue_netkey(peers, peer, stale, &nk);
+
+        if (error) {
+            VLOG_WARN_RL(&rl, "peer %s: %s", peer, error);
+            free(error);
+        }
+        store_key_wipe(&nk, sizeof nk);
+        return;
+    }
+    simap_put(&peers->stale, peer, stale);
+    LIST_FOR_EACH (conn, list_node, &peers->conns) {
+        if (conn->verified && conn->peer && !strcmp(conn->peer, peer)) {
+            request_netkey(peers, conn);
+        }
+    }
 }

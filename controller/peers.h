@@ -55,6 +55,18 @@ void peers_wait(struct peers *);
 /* Changes whenever a NETKEY may have changed. */
 uint64_t peers_seqno(const struct peers *);
 
+/* NETKEY versions have the same rule as every key: a gateway gets a version
+ * only if this process issued or obtained it (a restarted key server cannot
+ * know which bridges held a version before) and the gateway did not hold it
+ * in an earlier connection (a restarted bridge would accept old frames
+ * under it again, its replay windows being new).  A key server that needs
+ * a fresh NETKEY asks for a version above the stale one: the owner rotates
+ * it, and each side then hands it to its gateways.  Until then the link
+ * carries nothing new under the stale version. */
+bool peers_netkey_is_fresh(const struct peers *, const char *peer,
+                           uint32_t version);
+void peers_refresh_netkey(struct peers *, const char *peer, uint32_t stale);
+
 /* One line per configured peer: name, remote, link state, NETKEY version
  * and fingerprint (never the key). */
 void peers_format(struct peers *, struct ds *);

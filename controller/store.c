@@ -2116,7 +2116,7 @@ store_get_netkey(struct store *store, const char *peer,
 }
 
 char *
-store_issue_netkey(struct store *store, const char *peer,
+store_issue_netkey(struct store *store, const char *peer, uint32_t above,
                    struct store_netkey *nk)
 {
     char *error;
@@ -2132,11 +2132,14 @@ store_issue_netkey(struct store *store, const char *peer,
     }
     if (!error) {
         error = find_netkey(store, peer, nk, &found);
-        if (!error && !found) {
-            nk->version = 1;
+        if (!error && found && nk->version <= above
+            && nk->version == UINT32_MAX) {
+            error = xasprintf("NETKEY versions exhausted");
+        } else if (!error && (!found || nk->version <= above)) {
+            nk->version = found ? nk->version + 1 : 1;
             randombytes_buf(nk->key, sizeof nk->key);
             nk->updated = time_wall_msec();
-            error = put_netkey__(store, peer, nk, "issue");
+            error = put_netkey__(store, peer, nk, found ? "rotate" : "issue");
         }
     }
     error = change_end(store, error);

@@ -251,8 +251,10 @@ bool store_get_netkey(struct store *, const char *peer,
                       struct store_netkey *);
 
 /* The NETKEY of 'peer' for the key server that generates it: version 1,
- * created now (audited as "issue") if there is none yet. */
-char *store_issue_netkey(struct store *, const char *peer,
+ * created now (audited as "issue") if there is none yet, or a new random
+ * key with the next version (audited as "rotate") if the current version
+ * is 'above' or lower.  'above' 0 never rotates. */
+char *store_issue_netkey(struct store *, const char *peer, uint32_t above,
                          struct store_netkey *)
     OVS_WARN_UNUSED_RESULT;
 

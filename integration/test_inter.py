@@ -127,6 +127,75 @@ def test_clients_of_two_subnets_talk_sealed(needs_pairkeyd, make_net):
     assert va and vb and va.groups() == vb.groups()
 
 
+def netkey_version(ks):
+    """The NETKEY version ks lists for its (only) peer, or None."""
+    m = re.search(r"\tnetkey (\d+) \w+$", ks.ctl("list-peers").stdout, re.M)
+    return int(m.group(1)) if m else None
+
+
+def wait_netkey(net, ka, kb, above):
+    """Waits until both key servers list one NETKEY version above 'above'
+    and both gateways hold it; returns it."""
+    def agreed():
+        va, vb = netkey_version(ka), netkey_version(kb)
+        if va is None or va != vb or va <= above:
+            return None
+        st = pairkey.show(net)
+        return va if all(st.get(gw, {}).get("sa", {}).get(NETKEY_SA, {})
+                         .get("versions", [None])[0] == va
+                         for gw in ("bga", "bgb")) else None
+    return wait_until(agreed, 15, "a NETKEY above version %d" % above)
+
+
+# Restarted daemons: the bridges lose and regain their controllers.
+RESTARTS = (
+    r"ovs-vswitchd\.log: .*\|rconn\|WARN\|b\w+<->ssl:\S+: connection "
+    r"(failed|dropped) .*$",
+    r"ks-[ab]\.log: .*\|(peers|jsonrpc|reconnect|stream_ssl)\|WARN\|.*$",
+)
+
+
+@pytest.mark.allow_log(EARLY_PEER, *RESTARTS)
+def test_netkey_rolls_forward(needs_pairkeyd, make_net):
+    """4. A NETKEY version reaches a gateway once, like every key.  After
+    ovs-vswitchd restarts (both gateways lose their SAs and would take the
+    old version with new replay windows), the owner (ks-a) rotates the
+    NETKEY, ks-b obtains the new version, both gateways hold it and the
+    subnets talk again; a NETKEY frame recorded on iwire before the
+    restart, replayed into bgb, is dropped as an unknown version.  After
+    the other key server (ks-b) restarts, the version moves on again; each
+    rotation is in both audit logs."""
+    net = make_net(INTER)
+    ka, kb = start_subnets(net)
+    v1 = wait_netkey(net, ka, kb, 0)
+    with net.capture("iwire") as ci:
+        net.wait_ping("ha", "hb", timeout=15)
+    old = [f for f in ci.frames if ethertype(f) == ETH_P_PAIRKEY
+           and f[6:12] == bytes.fromhex(
+               net.topo.host("ha").mac.replace(":", ""))]
+    assert old, "no frame of ha on iwire"
+
+    net.restart_vswitchd()
+    v2 = wait_netkey(net, ka, kb, v1)
+    net.wait_ping("ha", "hb", timeout=15)
+    before = pairkey.counter(pairkey.show(net), "bgb", NETKEY_SA, "drops",
+                             "unknown_version")
+    net.inject("bgb", old, inter=True)
+    wait_until(lambda: pairkey.counter(pairkey.show(net), "bgb", NETKEY_SA,
+                                       "drops", "unknown_version")
+               >= before + len(old), 10, "bgb to drop the replayed frames")
+
+    kb.stop()
+    kb.start()
+    wait_netkey(net, ka, kb, v2)
+    net.wait_ping("ha", "hb", timeout=15)
+    for ks in (ka, kb):
+        events = [line.split("\t") for line in
+                  ks.ctl("audit").stdout.splitlines()]
+        assert [e for e in events if "rotate" in e or "obtain" in e], \
+            ks.name
+
+
 def test_no_netkey_nothing_crosses(needs_pairkeyd, make_net):
     """2. The same subnets, but the key servers never peer: the gateways
     hold no NETKEY, ha and hb cannot reach each other, and not one frame

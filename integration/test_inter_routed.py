@@ -254,15 +254,6 @@ def forged_l3(net, version):
     return frames
 
 
-def inject_inter(net, bridge, frames):
-    """Sends frames from the inter wire into bridge's inter port (only that
-    bridge sees them)."""
-    port = harness.RawPort(net.ns("wire"), "in-" + bridge)
-    with contextlib.closing(port):
-        for f in frames:
-            port.send(f)
-
-
 def warned(ks, pattern):
     """True once ks has logged a WARN line matching regex 'pattern'."""
     return any(re.search(pattern, line) for line in ks.log_lines(("WARN",)))
@@ -333,7 +324,7 @@ def test_l3_router_cannot_speak_in_the_clear(needs_pairkeyd, make_net):
     sniff = net.sniffer("ha")
     with net.capture("wirea") as ca, net.capture("iwa") as ci:
         assert harness.icmp_echo(net.ns("rt"), ha, count=2) == 0
-        inject_inter(net, "bga", forged)
+        net.inject("bga", forged, inter=True)
         assert net.ping("ha", "hb")
     assert_sealed(ca.frames, (), "wirea")
     rt = net.topo.router("rt").addr("iwa")

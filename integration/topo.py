@@ -1235,10 +1235,11 @@ class Net:
             raise
         cap.stop()
 
-    def inject(self, bridge, frames):
-        """Sends frames from the wire into bridge's uplink (only that
-        bridge sees them)."""
-        port = harness.RawPort(self.ns("wire"), "to-%s" % bridge)
+    def inject(self, bridge, frames, inter=False):
+        """Sends frames from the wire into bridge's uplink, or its inter
+        port if 'inter' (only that bridge sees them)."""
+        port = harness.RawPort(self.ns("wire"),
+                               ("in-%s" if inter else "to-%s") % bridge)
         with contextlib.closing(port):
             for f in frames:
                 port.send(f)

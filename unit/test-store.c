@@ -1736,20 +1736,31 @@ test_peers(void **state)
                  "peer remote 'ssl:a b' is not valid: use ssl:HOST:PORT "
                  "(peer links carry keys)");
     expect_error(store_del_peer(store, "ks-z"), "unknown peer 'ks-z'");
-    expect_error(store_issue_netkey(store, "ks-z", &nk),
+    expect_error(store_issue_netkey(store, "ks-z", 0, &nk),
                  "unknown peer 'ks-z'");
     assert_same_dump(f->path, dump);
     free(dump);
 
     /* Issued once, then the same. */
     assert_false(store_get_netkey(store, "ks-b", &got));
-    OK(store_issue_netkey(store, "ks-b", &nk));
+    OK(store_issue_netkey(store, "ks-b", 0, &nk));
     assert_int_equal(nk.version, 1);
     assert_false(key_is_zero(nk.key));
-    OK(store_issue_netkey(store, "ks-b", &nk2));
+    OK(store_issue_netkey(store, "ks-b", 0, &nk2));
     assert_memory_equal(&nk, &nk2, sizeof nk);
     assert_true(store_get_netkey(store, "ks-b", &got));
     assert_memory_equal(nk.key, got.key, sizeof nk.key);
+
+    /* Rotated only when asked for a version above the current one. */
+    OK(store_issue_netkey(store, "ks-b", 1, &nk2));
+    assert_int_equal(nk2.version, 2);
+    assert_memory_not_equal(nk.key, nk2.key, sizeof nk.key);
+    OK(store_issue_netkey(store, "ks-b", 1, &got));
+    assert_memory_equal(&nk2, &got, sizeof got);
+    assert_true(store_get_netkey(store, "ks-b", &got));
+    assert_int_equal(got.version, 2);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM audit WHERE "
+                             "event = 'rotate' AND id_a = 'ks-b'"), 1);
 
     /* Obtained from a peer: newer versions replace, older are refused. */
     OK(store_add_peer(store, "ks-0", "ssl:10.0.0.9:6641"));
