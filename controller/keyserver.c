@@ -25,6 +25,7 @@
 #include "dp-packet.h"
 #include "flow.h"
 #include "hash.h"
+#include "cascade.h"
 #include "marks.h"
 #include "peers.h"
 #include "ofp-crypt.h"
@@ -159,6 +160,7 @@ struct keyserver {
     struct store *store;
     struct marks *marks;
     struct peers *peers;        /* May be null. */
+    struct cascade *cascade;    /* May be null. */
     enum miss_policy miss_policy;
     struct ovs_list switches;   /* Contains "struct pk_switch"es. */
     uint64_t next_conn_seq;
@@ -174,6 +176,11 @@ struct keyserver {
      * requests. */
     bool batching;
 
+    /* Member of a cascade: frames whose pair key was asked of the authority,
+     * to release once it is here. */
+    struct ovs_list parked;     /* Contains "struct parked"s. */
+    size_t n_parked;
+
     /* Statistics. */
     uint64_t n_requests;
     uint64_t n_refused;
@@ -187,7 +194,28 @@ struct key {
     uint8_t bytes[STORE_KEY_LEN];
 };
 
+/* A frame that missed on a member's switch, waiting for the authority to
+ * answer for its pair. */
+struct parked {
+    struct ovs_list list_node;  /* In struct keyserver's 'parked'. */
+    char a[STORE_ID_MAX_LEN + 1];       /* The pair. */
+    char b[STORE_ID_MAX_LEN + 1];
+    uint64_t dpid;
+    ofp_port_t in_port;
+    uint8_t table_id;
+    struct eth_addr src, dst;
+    long long int expires;
+    size_t len;
+    uint8_t *packet;
+};
+
+/* At most this many parked frames, each for at most this long. */
+#define MAX_PARKED 256
+#define PARKED_MSEC 2000
+
 static void switch_destroy(struct pk_switch *);
+static void unpark(struct keyserver *, const char *a, const char *b,
+                   bool refuse);
 static void switch_program(struct keyserver *, struct pk_switch *);
 static bool rotate_key(struct keyserver *, const struct pk_switch *,
                        int64_t sa_id, const char *reason, struct key *);
@@ -207,16 +235,39 @@ keyserver_create(struct store *store, struct marks *marks,
     ks->marks_seqno = marks_seqno(marks);
     hmap_init(&ks->held);
     hmap_init(&ks->issued);
+    ovs_list_init(&ks->parked);
     ks->base_cookie = BASE_COOKIE | random_uint32();
+    return ks;
+}
 
+static bool
+is_member(const struct keyserver *ks)
+{
+    return ks->cascade && cascade_authority(ks->cascade);
+}
+
+void
+keyserver_start(struct keyserver *ks)
+{
     /* The group key gets a fresh version at every start (version 1 in a new
      * database): a version from before this process may be held by any
-     * bridge.  (Should this fail, the first bridge with clients retries.) */
+     * bridge.  (Should this fail, the first bridge with clients retries.)
+     * A member takes the authority's. */
     struct key key;
-    if (rotate_key(ks, NULL, GROUP_SA_ID, "key server started", &key)) {
+    if (!is_member(ks)
+        && rotate_key(ks, NULL, GROUP_SA_ID, "key server started", &key)) {
         key_wipe(&key);
     }
-    return ks;
+}
+
+static void
+parked_free(struct keyserver *ks, struct parked *p)
+{
+    ovs_list_remove(&p->list_node);
+    ks->n_parked--;
+    explicit_bzero(p->packet, p->len);
+    free(p->packet);
+    free(p);
 }
 
 void
@@ -238,6 +289,11 @@ keyserver_destroy(struct keyserver *ks)
             free(is);
         }
         hmap_destroy(&ks->issued);
+
+        struct parked *p;
+        LIST_FOR_EACH_SAFE (p, list_node, &ks->parked) {
+            parked_free(ks, p);
+        }
         free(ks);
     }
 }
@@ -755,6 +811,21 @@ rotate_key(struct keyserver *ks, const struct pk_switch *sw, int64_t sa_id,
     return true;
 }
 
+/* A member asks its authority for a version of SA 'sa_id' (a pair id or
+ * GROUP_SA_ID) above 'stale'. */
+static void
+ask_authority(struct keyserver *ks, int64_t sa_id, uint32_t stale)
+{
+    struct store_pair_key pk;
+
+    if (sa_id == GROUP_SA_ID) {
+        cascade_ask_group(ks->cascade, stale);
+    } else if (store_find_pair_key(ks->store, sa_id, &pk)) {
+        cascade_ask_pair(ks->cascade, pk.id_a, pk.id_b, stale, false);
+        store_key_wipe(&pk, sizeof pk);
+    }
+}
+
 /* Makes sure 'sw' holds the current version of 'key' (which may be rotated
  * for it, see key_is_fresh_for()).  Returns false on error. */
 static bool
@@ -765,7 +836,12 @@ ensure_key(struct keyserver *ks, struct pk_switch *sw, struct key *key)
     if (e && e->version == key->version) {
         return true;
     }
-    if (!key_is_fresh_for(ks, sw, key)) {
+    if (!key_is_fresh_for(ks, sw, key) && is_member(ks)) {
+        /* Only the authority rotates; its answer installs the new version
+         * (keyserver_pair_obtained(), keyserver_group_obtained()). */
+        ask_authority(ks, key->sa_id, key->version);
+        return false;
+    } else if (!key_is_fresh_for(ks, sw, key)) {
         struct key new_key;
 
         if (!rotate_key(ks, sw, key->sa_id, "switch reconnected",
@@ -1369,10 +1445,51 @@ refuse(struct keyserver *ks, struct pk_switch *sw, const char *why,
                  ofp_to_u16(flow->in_port.ofp_port), why);
 }
 
+enum answer {
+    ANSWERED,                   /* Flows and key sent. */
+    NO_ANSWER,                  /* Refused or failed (logged). */
+    ASKED,                      /* Member: asked the authority. */
+};
+
+/* Parks the frame of 'pi' that missed in 'table_id' of 'sw' until the
+ * authority answers for pair ('a', 'b'). */
+static void
+park_packet(struct keyserver *ks, struct pk_switch *sw,
+            const struct ofputil_packet_in *pi, const struct flow *flow,
+            uint8_t table_id, const char *a, const char *b)
+{
+    struct parked *p;
+
+    if (ks->miss_policy != MISS_HOLD || ks->n_parked >= MAX_PARKED) {
+        return;
+    }
+    p = xzalloc(sizeof *p);
+    ovs_strlcpy(p->a, a, sizeof p->a);
+    ovs_strlcpy(p->b, b, sizeof p->b);
+    p->dpid = sw->dpid;
+    p->in_port = flow->in_port.ofp_port;
+    p->table_id = table_id;
+    p->src = flow->dl_src;
+    p->dst = flow->dl_dst;
+    p->expires = time_msec() + PARKED_MSEC;
+    p->len = pi->packet_len;
+    p->packet = xmemdup(pi->packet, pi->packet_len);
+    ovs_list_push_back(&ks->parked, &p->list_node);
+    ks->n_parked++;
+}
+
+static bool
+parked_for(const struct parked *p, const char *a, const char *b)
+{
+    return ((!strcmp(p->a, a) && !strcmp(p->b, b))
+            || (!strcmp(p->a, b) && !strcmp(p->b, a)));
+}
+
 /* Answers a key request for pair ('me', 'peer'), where 'me' is the client
  * behind this switch that the request is made for.  Creates the key only
- * if 'create'. */
-static bool
+ * if 'create'.  A member answers only with a key it obtained from its
+ * authority in this process, and otherwise asks for one. */
+static enum answer
 answer_request(struct keyserver *ks, struct pk_switch *sw,
                const struct store_client *me, const struct store_client *peer,
                const char *reason, bool create)
@@ -1382,9 +1499,21 @@ answer_request(struct keyserver *ks, struct pk_switch *sw,
     bool created = false;
     char *error;
 
-    if (!create) {
+    if (is_member(ks)) {
+        bool found = store_find_pair_key_by_ids(ks->store, me->id, peer->id,
+                                                &pk);
+
+        if (!found || !was_issued_here(ks, pk.pair_id, pk.version)) {
+            cascade_ask_pair(ks->cascade, me->id, peer->id,
+                             found ? pk.version : 0, create);
+            if (found) {
+                store_key_wipe(&pk, sizeof pk);
+            }
+            return ASKED;
+        }
+    } else if (!create) {
         if (!store_find_pair_key_by_ids(ks->store, me->id, peer->id, &pk)) {
-            return false;
+            return NO_ANSWER;
         }
     } else {
         error = store_get_pair_key(ks->store, me->id, peer->id, sw->name,
@@ -1392,7 +1521,7 @@ answer_request(struct keyserver *ks, struct pk_switch *sw,
         if (error) {
             VLOG_WARN_RL(&rl, "%s: %s", sw->name, error);
             free(error);
-            return false;
+            return NO_ANSWER;
         }
     }
     if (created) {
@@ -1405,7 +1534,7 @@ answer_request(struct keyserver *ks, struct pk_switch *sw,
     store_key_wipe(&pk, sizeof pk);
     install_pair_flows(ks, me, peer, &key);
     key_wipe(&key);
-    return true;
+    return ANSWERED;
 }
 
 /* Deletes every flow to or from 'mac' on every switch. */
@@ -1556,11 +1685,19 @@ process_send_request(struct keyserver *ks, struct pk_switch *sw,
         && peer_dpid == sw->dpid) {
         install_local_flow(sw, &req.me, &req.peer, peer_port);
         install_local_flow(sw, &req.peer, &req.me, in_port);
-    } else if (!answer_request(ks, sw, &req.me, &req.peer, "send request",
-                               true)) {
-        /* Logged; a revoked pair, for example.  Not again for a while. */
-        install_refusal(sw, TABLE_SEND, flow->dl_src, flow->dl_dst);
-        return;
+    } else {
+        enum answer answer = answer_request(ks, sw, &req.me, &req.peer,
+                                            "send request", true);
+
+        if (answer == ASKED) {
+            park_packet(ks, sw, pi, flow, TABLE_SEND, req.me.id, req.peer.id);
+            return;
+        } else if (answer == NO_ANSWER) {
+            /* Logged; a revoked pair, for example.  Not again for a
+             * while. */
+            install_refusal(sw, TABLE_SEND, flow->dl_src, flow->dl_dst);
+            return;
+        }
     }
     release_packet(ks, sw, pi, in_port, TABLE_SEND);
 }
@@ -1585,13 +1722,22 @@ process_recv_request(struct keyserver *ks, struct pk_switch *sw,
     }
     if (req.verdict != REQUEST_PAIR) {
         refuse_request(ks, sw, &req, TABLE_RECV, flow);
-    } else if (answer_request(ks, sw, &req.me, &req.peer, "receive request",
-                              false)) {
+        return;
+    }
+    switch (answer_request(ks, sw, &req.me, &req.peer, "receive request",
+                           false)) {
+    case ANSWERED:
         release_packet(ks, sw, pi, flow->in_port.ofp_port, TABLE_RECV);
-    } else {
+        break;
+    case ASKED:
+        park_packet(ks, sw, pi, flow, TABLE_RECV, req.me.id, req.peer.id);
+        break;
+    case NO_ANSWER:
+    default:
         req.why = "no key for this pair yet";
         req.drop_pair = true;
         refuse_request(ks, sw, &req, TABLE_RECV, flow);
+        break;
     }
 }
 
@@ -1607,6 +1753,11 @@ process_version_report(struct keyserver *ks, struct pk_switch *sw,
     struct key key;
 
     request_judge_report(ks->store, flow->dl_src, flow->dl_dst, &req);
+    if (req.verdict == REQUEST_PAIR && is_member(ks)) {
+        /* The authority knows the current version. */
+        cascade_ask_pair(ks->cascade, req.me.id, req.peer.id, 0, false);
+        return;
+    }
     if (req.verdict != REQUEST_PAIR
         || !store_find_pair_key_by_ids(ks->store, req.me.id, req.peer.id,
                                        &pk)) {
@@ -1810,6 +1961,7 @@ keyserver_run(struct keyserver *ks)
     bool reprogram = false;
     char *error;
 
+    unpark(ks, NULL, NULL, false);     /* Those that waited too long. */
     if (marks_seqno(ks->marks) != ks->marks_seqno || ks->reprogram) {
         ks->marks_seqno = marks_seqno(ks->marks);
         ks->reprogram = false;
@@ -1854,6 +2006,12 @@ keyserver_wait(struct keyserver *ks)
     LIST_FOR_EACH (sw, list_node, &ks->switches) {
         rconn_run_wait(sw->rconn);
         rconn_recv_wait(sw->rconn);
+    }
+    if (!ovs_list_is_empty(&ks->parked)) {
+        const struct parked *p = CONTAINER_OF(ovs_list_front(&ks->parked),
+                                              struct parked, list_node);
+
+        poll_timer_wait_until(p->expires);
     }
 }
 
@@ -1981,4 +2139,148 @@ keyserver_format_status(const struct keyserver *ks, struct ds *s)
         }
         ds_put_char(s, '\n');
     }
+}
+
+/* Cascades (cascade.h). */
+
+void
+keyserver_set_cascade(struct keyserver *ks, struct cascade *cascade)
+{
+    ks->cascade = cascade;
+}
+
+/* A member's bridge may have held the current version of SA 'sa_id': a new
+ * one for every holder, ours included, stored in '*version' and 'bytes'. */
+static char *
+rotate_for_member(struct keyserver *ks, int64_t sa_id, uint32_t *version,
+                  uint8_t bytes[STORE_KEY_LEN])
+{
+    struct key key;
+
+    if (!rotate_key(ks, NULL, sa_id, "member asked", &key)) {
+        return xstrdup("rotation failed");
+    }
+    push_key(ks, &key, NULL);
+    *version = key.version;
+    memcpy(bytes, key.bytes, STORE_KEY_LEN);
+    key_wipe(&key);
+    return NULL;
+}
+
+char *
+keyserver_obtain_pair(struct keyserver *ks, const char *a, const char *b,
+                      uint32_t above, bool create, const char *member,
+                      struct store_pair_key *pk)
+{
+    bool created = false;
+    char *error = NULL;
+
+    if (!create) {
+        if (!store_find_pair_key_by_ids(ks->store, a, b, pk)) {
+            return xstrdup("no key for this pair");
+        }
+    } else {
+        error = store_get_pair_key(ks->store, a, b, member, "member request",
+                                   pk, &created);
+        if (error) {
+            return error;
+        }
+    }
+    if (created) {
+        note_issued(ks, pk->pair_id, pk->version);
+    } else if (pk->version <= above) {
+        error = rotate_for_member(ks, pk->pair_id, &pk->version, pk->key);
+        if (error) {
+            store_key_wipe(pk, sizeof *pk);
+        }
+    }
+    return error;
+}
+
+char *
+keyserver_obtain_group(struct keyserver *ks, uint32_t above,
+                       struct store_group_key *gk)
+{
+    char *error = store_get_group_key(ks->store, gk);
+
+    if (!error && gk->version <= above) {
+        error = rotate_for_member(ks, GROUP_SA_ID, &gk->version, gk->key);
+        if (error) {
+            store_key_wipe(gk, sizeof *gk);
+        }
+    }
+    return error;
+}
+
+/* Releases, or with 'refuse' drops for a while, the frames parked for
+ * pair ('a', 'b'); with null 'a', those that waited too long. */
+static void
+unpark(struct keyserver *ks, const char *a, const char *b, bool refuse)
+{
+    long long int now = time_msec();
+    struct parked *p;
+
+    LIST_FOR_EACH_SAFE (p, list_node, &ks->parked) {
+        struct pk_switch *sw;
+
+        if (a ? !parked_for(p, a, b) : p->expires > now) {
+            continue;
+        }
+        sw = find_switch(ks, p->dpid);
+        if (sw && a && refuse) {
+            install_refusal(sw, p->table_id, p->src, p->dst);
+        } else if (sw && a) {
+            struct ofputil_packet_in pi = {
+                .packet = p->packet,
+                .packet_len = p->len,
+            };
+
+            release_packet(ks, sw, &pi, p->in_port, p->table_id);
+        }
+        parked_free(ks, p);
+    }
+}
+
+void
+keyserver_pair_obtained(struct keyserver *ks, const char *a, const char *b)
+{
+    struct store_client ca, cb;
+    struct store_pair_key pk;
+
+    if (!store_find_pair_key_by_ids(ks->store, a, b, &pk)) {
+        return;
+    }
+    note_issued(ks, pk.pair_id, pk.version);
+    if (store_find_client_by_id(ks->store, a, &ca)
+        && store_find_client_by_id(ks->store, b, &cb)) {
+        struct key key;
+
+        key_from_pair(&key, &pk);
+        install_pair_flows(ks, &ca, &cb, &key);
+        key_wipe(&key);
+    }
+    store_key_wipe(&pk, sizeof pk);
+    unpark(ks, a, b, false);
+}
+
+void
+keyserver_pair_refused(struct keyserver *ks, const char *a, const char *b)
+{
+    unpark(ks, a, b, true);
+}
+
+void
+keyserver_group_obtained(struct keyserver *ks)
+{
+    struct store_group_key gk;
+    char *error = store_get_group_key(ks->store, &gk);
+
+    if (error) {
+        free(error);
+        return;
+    }
+    note_issued(ks, GROUP_SA_ID, gk.version);
+    store_key_wipe(&gk, sizeof gk);
+    ks->reprogram = true;
+    poll_immediate_wake();
 }

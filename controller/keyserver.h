@@ -36,10 +36,14 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "openvswitch/compiler.h"
 #include "openvswitch/types.h"
 
+struct cascade;
 struct ds;
 struct marks;
+struct store_group_key;
+struct store_pair_key;
 struct peers;
 struct store;
 struct vconn;
@@ -74,6 +78,33 @@ void keyserver_netkeys_changed(struct keyserver *);
 /* The peer key servers, whom the key server asks for a new NETKEY when a
  * gateway must not get the current one again (see peers.h). */
 void keyserver_set_peers(struct keyserver *, struct peers *);
+
+/* Cascaded key servers (cascade.h).  A member of a cascade never creates or
+ * rotates a key: it asks its authority, parks the frames that missed, and
+ * goes on when the answer is in its store. */
+void keyserver_set_cascade(struct keyserver *, struct cascade *);
+
+/* Starts issuing: the group key gets a new version (unless this key server
+ * is a member, which takes its authority's).  Call after
+ * keyserver_set_cascade(). */
+void keyserver_start(struct keyserver *);
+
+/* Authority: the key of pair ('a', 'b') for a member, created if 'create'
+ * and none exists, rotated (on this key server's switches too) if its
+ * version is 'above' or lower. */
+char *keyserver_obtain_pair(struct keyserver *, const char *a, const char *b,
+                            uint32_t above, bool create, const char *member,
+                            struct store_pair_key *) OVS_WARN_UNUSED_RESULT;
+char *keyserver_obtain_group(struct keyserver *, uint32_t above,
+                             struct store_group_key *) OVS_WARN_UNUSED_RESULT;
+
+/* Member: the authority's key for pair ('a', 'b'), or the group key, is now
+ * in the store; or the authority refused the pair. */
+void keyserver_pair_obtained(struct keyserver *, const char *a,
+                             const char *b);
+void keyserver_pair_refused(struct keyserver *, const char *a,
+                            const char *b);
+void keyserver_group_obtained(struct keyserver *);
 
 void keyserver_format_status(const struct keyserver *, struct ds *);
 

@@ -49,8 +49,9 @@ static const struct command commands[] = {
       "list pair keys (versions and times, never keys)" },
     { "show", "", 0, 0, "show the key server's status" },
     { "dump", "", 0, 0, "print clients and keys as tab-separated records" },
-    { "add-peer", "NAME REMOTE", 2, 2,
-      "peer with key server NAME at REMOTE (ssl:HOST:PORT)" },
+    { "add-peer", "NAME REMOTE [KIND]", 2, 3,
+      "peer with key server NAME at REMOTE (ssl:HOST:PORT); KIND inter "
+      "(default), authority or member" },
     { "del-peer", "NAME", 1, 1, "forget peer NAME and its NETKEY" },
     { "list-peers", "", 0, 0,
       "list peers: remote, link, NETKEY version and fingerprint" },

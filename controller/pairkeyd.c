@@ -32,6 +32,7 @@
 #include "keyserver.h"
 #include "marks.h"
 #include "peers.h"
+#include "cascade.h"
 #include "openflow/openflow.h"
 #include "openvswitch/dynamic-string.h"
 #include "openvswitch/poll-loop.h"
@@ -67,6 +68,7 @@ struct server {
     struct marks *marks;
     struct keyserver *ks;
     struct peers *peers;
+    struct cascade *cascade;
     bool exiting;
 };
 
@@ -137,6 +139,10 @@ main(int argc, char *argv[])
     server.ks = keyserver_create(server.store, server.marks, miss_policy);
     server.peers = peers_create(server.store, own_name);
     keyserver_set_peers(server.ks, server.peers);
+    server.cascade = cascade_create(server.store, server.ks, server.peers);
+    keyserver_set_cascade(server.ks, server.cascade);
+    peers_set_cascade(server.peers, server.cascade);
+    keyserver_start(server.ks);
     if (peer_listen) {
         error = peers_listen(server.peers, peer_listen);
         if (error) {
@@ -189,6 +195,7 @@ main(int argc, char *argv[])
     }
 
     peers_destroy(server.peers);
+    cascade_destroy(server.cascade);
     keyserver_destroy(server.ks);
     marks_destroy(server.marks);
     store_close(server.store);
@@ -281,6 +288,17 @@ parse_mac(const char *s, struct eth_addr *mac)
     return true;
 }
 
+/* Why a member of a cascade does not change its clients or keys. */
+static const char *
+not_here(const struct server *server)
+{
+    static char msg[128 + STORE_ID_MAX_LEN];
+
+    snprintf(msg, sizeof msg, "clients and keys are managed at the "
+             "authority '%s'", cascade_authority(server->cascade));
+    return msg;
+}
+
 static void
 cmd_add_client(struct unixctl_conn *conn, int argc OVS_UNUSED,
                const char *argv[], void *server_)
@@ -291,7 +309,10 @@ cmd_add_client(struct unixctl_conn *conn, int argc OVS_UNUSED,
     struct eth_addr mac;
     char *error = NULL;
 
-    if (!store_id_is_valid(argv[1])) {
+    if (cascade_authority(server->cascade)) {
+        error = xasprintf("Unable to add client '%s': %s", id,
+                          not_here(server));
+    } else if (!store_id_is_valid(argv[1])) {
         error = xasprintf("Unable to add client '%s': the id must be 1 to %d "
                           "letters, digits, '.', '_' or '-'", id,
                           STORE_ID_MAX_LEN);
@@ -320,6 +341,7 @@ cmd_add_client(struct unixctl_conn *conn, int argc OVS_UNUSED,
     VLOG_INFO("enrolled client %s with MAC "ETH_ADDR_FMT, id,
               ETH_ADDR_ARGS(mac));
     keyserver_client_added(server->ks, mac);
+    cascade_clients_changed(server->cascade);
     unixctl_command_reply(conn, NULL);
     free(id);
 }
@@ -335,6 +357,14 @@ cmd_del_client(struct unixctl_conn *conn, int argc OVS_UNUSED,
     size_t n_pairs = 0;
     char *error;
 
+    if (cascade_authority(server->cascade)) {
+        error = xasprintf("Unable to delete client '%s': %s", id,
+                          not_here(server));
+        unixctl_command_reply_error(conn, error);
+        free(error);
+        free(id);
+        return;
+    }
     if (!store_find_client_by_id(server->store, argv[1], &client)) {
         error = xasprintf("Unable to delete client '%s': unknown client",
                           id);
@@ -356,6 +386,7 @@ cmd_del_client(struct unixctl_conn *conn, int argc OVS_UNUSED,
     VLOG_INFO("revoked client %s and its %"PRIuSIZE" pair keys", id,
               n_pairs);
     keyserver_client_removed(server->ks, client.mac, pairs, n_pairs);
+    cascade_clients_changed(server->cascade);
     free(pairs);
     free(id);
     unixctl_command_reply(conn, NULL);
@@ -367,8 +398,10 @@ cmd_revoke_key(struct unixctl_conn *conn, int argc OVS_UNUSED,
 {
     struct server *server = server_;
     int64_t pair_id;
-    char *error = store_revoke_pair(server->store, argv[1], argv[2],
-                                    &pair_id);
+    char *error = (cascade_authority(server->cascade)
+                   ? xstrdup(not_here(server))
+                   : store_revoke_pair(server->store, argv[1], argv[2],
+                                       &pair_id));
 
     if (error) {
         char *a = store_quote_input(argv[1]);
@@ -385,6 +418,7 @@ cmd_revoke_key(struct unixctl_conn *conn, int argc OVS_UNUSED,
     }
     VLOG_INFO("revoked key %"PRId64, pair_id);
     keyserver_pair_revoked(server->ks, pair_id);
+    cascade_pair_revoked(server->cascade, argv[1], argv[2]);
     unixctl_command_reply(conn, NULL);
 }
 
@@ -405,18 +439,29 @@ reply_peer_change(struct unixctl_conn *conn, struct server *server,
         free(error);
     } else {
         peers_reload(server->peers);
+        cascade_reload(server->cascade);
         unixctl_command_reply(conn, NULL);
     }
 }
 
 static void
-cmd_add_peer(struct unixctl_conn *conn, int argc OVS_UNUSED,
-             const char *argv[], void *server_)
+cmd_add_peer(struct unixctl_conn *conn, int argc, const char *argv[],
+             void *server_)
 {
     struct server *server = server_;
+    enum store_peer_kind kind = STORE_PEER_INTER;
 
+    if (argc > 3 && !store_peer_kind_from_name(argv[3], &kind)) {
+        char *quoted = store_quote_input(argv[3]);
+        char *error = xasprintf("unknown peer kind '%s' (expected inter, "
+                                "member or authority)", quoted);
+
+        free(quoted);
+        reply_peer_change(conn, server, "add", argv[1], error);
+        return;
+    }
     reply_peer_change(conn, server, "add", argv[1],
-                      store_add_peer(server->store, argv[1], argv[2]));
+                      store_add_peer(server->store, argv[1], argv[2], kind));
 }
 
 static void
@@ -652,7 +697,7 @@ register_commands(struct server *server)
                              cmd_audit, server);
     unixctl_command_register("pairkey/revoke-key", "ID1 ID2", 2, 2,
                              cmd_revoke_key, server);
-    unixctl_command_register("pairkey/add-peer", "NAME REMOTE", 2, 2,
+    unixctl_command_register("pairkey/add-peer", "NAME REMOTE [KIND]", 2, 3,
                              cmd_add_peer, server);
     unixctl_command_register("pairkey/del-peer", "NAME", 1, 1,
                              cmd_del_peer, server);

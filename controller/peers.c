@@ -26,6 +26,7 @@
 #include "openvswitch/json.h"
 #include "openvswitch/list.h"
 #include "openvswitch/poll-loop.h"
+#include "cascade.h"
 #include "openvswitch/vlog.h"
 #include "simap.h"
 #include "store.h"
@@ -55,6 +56,7 @@ struct peer_conn {
     bool verified;              /* ...and names 'peer'. */
     struct json *request_id;    /* Our outstanding "netkey" request. */
     bool again;                 /* Ask again once it is answered. */
+    enum store_peer_kind kind;  /* Of 'peer', once verified. */
 };
 
 struct peers {
@@ -70,6 +72,8 @@ struct peers {
      * since), and a version that must be replaced by a newer one. */
     struct simap fresh;
     struct simap stale;
+
+    struct cascade *cascade;    /* Member and authority links, or null. */
 };
 
 struct peers *
@@ -243,6 +247,12 @@ conn_verify(struct peers *peers, struct peer_conn *conn, const char *cn)
         }
     }
     free(quoted);
+    if (conn->verified) {
+        struct store_peer sp;
+
+        conn->kind = (store_find_peer(peers->store, conn->peer, &sp)
+                      ? sp.kind : STORE_PEER_INTER);
+    }
     return conn->verified;
 }
 
@@ -308,10 +318,8 @@ answer_netkey(struct peers *peers, struct peer_conn *conn,
               const struct jsonrpc_msg *request)
 {
     const struct json *params = request->params;
-    char hex[2 * STORE_KEY_LEN + 1];
     struct store_netkey nk;
     struct jsonrpc_msg *reply;
-    struct json *result;
     uint32_t above = 0;
     char *error;
 
@@ -342,13 +350,9 @@ answer_netkey(struct peers *peers, struct peer_conn *conn,
         free(error);
         return;
     }
-    key_to_hex(nk.key, hex);
-    result = json_object_create();
-    json_object_put(result, "version", json_integer_create(nk.version));
-    json_object_put_string(result, "key", hex);
-    reply = jsonrpc_create_reply(result, request->id);
+    reply = jsonrpc_create_reply(peers_key_to_json(nk.version, nk.key),
+                                 request->id);
     jsonrpc_session_send(conn->js, reply);
-    sodium_memzero(hex, sizeof hex);
     store_key_wipe(&nk, sizeof nk);
 }
 
@@ -357,27 +361,15 @@ static void
 take_netkey(struct peers *peers, struct peer_conn *conn,
             const struct jsonrpc_msg *reply)
 {
-    const struct json *result = reply->result;
-    const struct json *version, *key;
     struct store_netkey nk;
     uint32_t had;
     char *error;
 
     memset(&nk, 0, sizeof nk);
-    version = (result && result->type == JSON_OBJECT
-               ? shash_find_data(json_object(result), "version") : NULL);
-    key = (result && result->type == JSON_OBJECT
-           ? shash_find_data(json_object(result), "key") : NULL);
-    if (!version || version->type != JSON_INTEGER
-        || json_integer(version) < 1 || json_integer(version) > UINT32_MAX
-        || !key || key->type != JSON_STRING
-        || strlen(json_string(key)) != 2 * STORE_KEY_LEN
-        || sodium_hex2bin(nk.key, sizeof nk.key, json_string(key),
-                          2 * STORE_KEY_LEN, NULL, NULL, NULL)) {
+    if (!peers_key_from_json(reply->result, &nk.version, nk.key)) {
         VLOG_WARN_RL(&rl, "peer %s: malformed NETKEY reply", conn->peer);
         return;
     }
-    nk.version = json_integer(version);
     if (nk.version <= simap_get(&peers->stale, conn->peer)) {
         VLOG_WARN_RL(&rl, "peer %s: NETKEY version %"PRIu32" is not newer "
                      "than the stale one", conn->peer, nk.version);
@@ -422,6 +414,26 @@ static void
 conn_process(struct peers *peers, struct peer_conn *conn,
              struct jsonrpc_msg *msg)
 {
+    if (conn->kind != STORE_PEER_INTER) {
+        /* Our member or our authority: the cascade protocol, no NETKEY. */
+        if (!peers->cascade) {
+            /* Nothing to say. */
+        } else if (msg->type == JSONRPC_REQUEST
+                   && conn->kind == STORE_PEER_MEMBER) {
+            jsonrpc_session_send(conn->js, cascade_answer(peers->cascade,
+                                                          conn->peer, msg));
+            return;
+        } else if (conn->kind == STORE_PEER_AUTHORITY
+                   && cascade_take(peers->cascade, msg)) {
+            return;
+        }
+        if (msg->type == JSONRPC_REQUEST) {
+            jsonrpc_session_send(conn->js, jsonrpc_create_error(
+                                     json_string_create("unknown method"),
+                                     msg->id));
+        }
+        return;
+    }
     if (msg->type == JSONRPC_REQUEST && !strcmp(msg->method, "netkey")) {
         answer_netkey(peers, conn, msg);
     } else if (msg->type == JSONRPC_NOTIFY
@@ -483,8 +495,12 @@ conn_run(struct peers *peers, struct peer_conn *conn)
             jsonrpc_session_force_reconnect(conn->js);
             return true;
         }
-        if (!we_own_netkey(peers, conn->peer)) {
-            request_netkey(peers, conn);
+        if (conn->kind == STORE_PEER_INTER) {
+            if (!we_own_netkey(peers, conn->peer)) {
+                request_netkey(peers, conn);
+            }
+        } else if (peers->cascade) {
+            cascade_link_up(peers->cascade, conn->peer, conn->kind);
         }
     }
 
@@ -612,7 +628,9 @@ peers_format(struct peers *peers, struct ds *s)
         }
         ds_put_format(s, "%s\t%s\t%s\t", list[i].name, list[i].remote,
                       peers->name ? state : "peering off (no --name)");
-        if (store_get_netkey(peers->store, list[i].name, &nk)) {
+        if (list[i].kind != STORE_PEER_INTER) {
+            ds_put_format(s, "%s\n", store_peer_kind_name(list[i].kind));
+        } else if (store_get_netkey(peers->store, list[i].name, &nk)) {
             char fp[17];
 
             netkey_fingerprint(&nk, fp);
@@ -658,4 +676,95 @@ peers_refresh_netkey(struct peers *peers, const char *peer, uint32_t stale)
             request_netkey(peers, conn);
         }
     }
+}
+
+void
+peers_set_cascade(struct peers *peers, struct cascade *cascade)
+{
+    peers->cascade = cascade;
+}
+
+/* The verified connection to peer 'name' of 'kind', preferring the one we
+ * opened, or NULL. */
+static struct peer_conn *
+find_verified(const struct peers *peers, const char *name,
+              enum store_peer_kind kind)
+{
+    struct peer_conn *conn, *found = NULL;
+
+    LIST_FOR_EACH (conn, list_node, &peers->conns) {
+        if (conn->verified && conn->kind == kind && conn->peer
+            && (!name || !strcmp(conn->peer, name))
+            && jsonrpc_session_is_connected(conn->js)
+            && (!found || conn->active)) {
+            found = conn;
+        }
+    }
+    return found;
+}
+
+bool
+peers_send_to_authority(struct peers *peers, struct jsonrpc_msg *msg)
+{
+    struct peer_conn *conn = find_verified(peers, NULL,
+                                           STORE_PEER_AUTHORITY);
+
+    if (!conn) {
+        jsonrpc_msg_destroy(msg);
+        return false;
+    }
+    jsonrpc_session_send(conn->js, msg);
+    return true;
+}
+
+void
+peers_notify_members(struct peers *peers, const char *method,
+                     const struct json *params)
+{
+    struct peer_conn *conn;
+
+    LIST_FOR_EACH (conn, list_node, &peers->conns) {
+        if (conn->verified && conn->kind == STORE_PEER_MEMBER
+            && jsonrpc_session_is_connected(conn->js)) {
+            jsonrpc_session_send(conn->js, jsonrpc_create_notify(
+                                     method, (params ? json_clone(params)
+                                              : json_array_create_empty())));
+        }
+    }
+}
+
+struct json *
+peers_key_to_json(uint32_t version, const uint8_t key[])
+{
+    char hex[2 * STORE_KEY_LEN + 1];
+    struct json *json = json_object_create();
+
+    key_to_hex(key, hex);
+    json_object_put(json, "version", json_integer_create(version));
+    json_object_put_string(json, "key", hex);
+    sodium_memzero(hex, sizeof hex);
+    return json;
+}
+
+bool
+peers_key_from_json(const struct json *json, uint32_t *version,
+                    uint8_t key[])
+{
+    const struct json *v, *k;
+
+    v = (json && json->type == JSON_OBJECT
+         ? shash_find_data(json_object(json), "version") : NULL);
+    k = (json && json->type == JSON_OBJECT
+         ? shash_find_data(json_object(json), "key") : NULL);
+    if (!v || v->type != JSON_INTEGER
+        || json_integer(v) < 1 || json_integer(v) > UINT32_MAX
+        || !k || k->type != JSON_STRING
+        || strlen(json_string(k)) != 2 * STORE_KEY_LEN
+        || sodium_hex2bin(key, STORE_KEY_LEN, json_string(k),
+                          2 * STORE_KEY_LEN, NULL, NULL, NULL)) {
+        sodium_memzero(key, STORE_KEY_LEN);
+        return false;
+    }
+    *version = json_integer(v);
+    return true;
 }

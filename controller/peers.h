@@ -33,7 +33,10 @@
 #include <stdint.h>
 #include "openvswitch/compiler.h"
 
+struct cascade;
 struct ds;
+struct json;
+struct jsonrpc_msg;
 struct store;
 struct peers;
 
@@ -66,6 +69,24 @@ uint64_t peers_seqno(const struct peers *);
 bool peers_netkey_is_fresh(const struct peers *, const char *peer,
                            uint32_t version);
 void peers_refresh_netkey(struct peers *, const char *peer, uint32_t stale);
+
+/* Links to our authority and our members (peers of kind "authority" and
+ * "member") carry the cascade protocol (cascade.h) instead of a NETKEY. */
+void peers_set_cascade(struct peers *, struct cascade *);
+
+/* Sends 'msg' (taken) on the verified link to our authority; returns false,
+ * having dropped it, if there is none. */
+bool peers_send_to_authority(struct peers *, struct jsonrpc_msg *msg);
+
+/* Sends notification 'method' with 'params' (copied) to every verified
+ * member. */
+void peers_notify_members(struct peers *, const char *method,
+                          const struct json *params);
+
+/* A key as the peer protocols carry it: {"version": V, "key": "HEX"}. */
+struct json *peers_key_to_json(uint32_t version, const uint8_t key[]);
+bool peers_key_from_json(const struct json *, uint32_t *version,
+                         uint8_t key[]);
 
 /* One line per configured peer: name, remote, link state, NETKEY version
  * and fingerprint (never the key). */

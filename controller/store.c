@@ -45,6 +45,7 @@ VLOG_DEFINE_THIS_MODULE(store);
 #define OUTSIDE_COLS "mac, gateway, learned"
 #define PAIR_COLS "pair_id, id_a, id_b, version, key, created, updated"
 #define AUDIT_COLS "seq, time, event, id_a, id_b, version, switch, reason"
+#define PEER_COLS "name, remote, created, kind"
 
 #define STORE_STMTS                                                       \
     STMT(BEGIN, "BEGIN IMMEDIATE")                                        \
@@ -87,12 +88,15 @@ VLOG_DEFINE_THIS_MODULE(store);
          " VALUES (:id_a, :id_b, :now) ON CONFLICT (id_a, id_b)"          \
          " DO UPDATE SET time = excluded.time")                           \
     STMT(PEER_BY_NAME,                                                    \
-         "SELECT name, remote, created FROM peers WHERE name = :name")    \
+         "SELECT " PEER_COLS " FROM peers WHERE name = :name")            \
+    STMT(PEER_BY_KIND,                                                    \
+         "SELECT " PEER_COLS " FROM peers WHERE kind = :kind"             \
+         " ORDER BY name LIMIT 1")                                        \
     STMT(PEER_LIST,                                                       \
-         "SELECT name, remote, created FROM peers ORDER BY name")         \
+         "SELECT " PEER_COLS " FROM peers ORDER BY name")                 \
     STMT(PEER_INSERT,                                                     \
-         "INSERT INTO peers (name, remote, created)"                      \
-         " VALUES (:name, :remote, :now)")                                \
+         "INSERT INTO peers (name, remote, created, kind)"                \
+         " VALUES (:name, :remote, :now, :kind)")                         \
     STMT(PEER_DELETE, "DELETE FROM peers WHERE name = :name")             \
     STMT(NETKEY_GET,                                                      \
          "SELECT version, key, updated FROM netkeys WHERE peer = :peer")  \
@@ -127,6 +131,9 @@ VLOG_DEFINE_THIS_MODULE(store);
     STMT(PAIR_UPDATE,                                                     \
          "UPDATE pair_keys SET version = :version, key = :key,"           \
          " updated = :now WHERE pair_id = :pair_id")                      \
+    STMT(PAIR_PUT,                                                        \
+         "INSERT INTO pair_keys (" PAIR_COLS ") VALUES (:pair_id, :id_a," \
+         " :id_b, :version, :key, :created, :now)")                       \
     STMT(GROUP_GET,                                                       \
          "SELECT version, key, updated FROM group_key WHERE id = 1")      \
     STMT(GROUP_INSERT,                                                    \
@@ -135,6 +142,11 @@ VLOG_DEFINE_THIS_MODULE(store);
     STMT(GROUP_UPDATE,                                                    \
          "UPDATE group_key SET version = :version, key = :key,"           \
          " updated = :now WHERE id = 1")                                  \
+    STMT(GROUP_PUT,                                                       \
+         "INSERT INTO group_key (id, version, key, updated)"              \
+         " VALUES (1, :version, :key, :now) ON CONFLICT (id)"             \
+         " DO UPDATE SET version = excluded.version, key = excluded.key," \
+         " updated = excluded.updated")                                   \
     STMT(AUDIT_INSERT,                                                    \
          "INSERT INTO audit (time, event, id_a, id_b, version, switch,"   \
          " reason) VALUES (:now, :event, :id_a, :id_b, :version,"         \
@@ -1698,6 +1710,144 @@ store_rotate_pair_key(struct store *store, int64_t pair_id,
     return error;
 }
 
+/* Deletes pair 'old', whose pair id the authority gave to pair ('id_a',
+ * 'id_b'). */
+static char * OVS_WARN_UNUSED_RESULT
+displace_pair(struct store *store, const struct store_pair_key *old,
+              const char *id_a, const char *id_b)
+{
+    sqlite3_stmt *stmt = stmt_get(store, S_PAIR_DELETE);
+    char *error;
+
+    bind_int64(stmt, ":pair_id", old->pair_id);
+    error = stmt_exec(store, stmt);
+    if (!error) {
+        char *reason = xasprintf("pair %"PRId64" obtained for %s and %s",
+                                 old->pair_id, id_a, id_b);
+        error = audit_add(store, "revoke", old->id_a, old->id_b,
+                          old->version, NULL, reason);
+        free(reason);
+    }
+    return error;
+}
+
+/* Stores 'pk', obtained from the authority, as the key of pair ('id_a',
+ * 'id_b'), which is ('pk->id_a', 'pk->id_b') in order. */
+static char * OVS_WARN_UNUSED_RESULT
+put_pair_key__(struct store *store, const struct store_pair_key *pk,
+               const char *id_a, const char *id_b)
+{
+    const char *ids[2] = { pk->id_a, pk->id_b };
+    struct store_pair_key old, holder;
+    bool found, held;
+    sqlite3_stmt *stmt;
+    char *error = NULL;
+
+    memset(&old, 0, sizeof old);
+    memset(&holder, 0, sizeof holder);
+    for (int i = 0; i < 2; i++) {
+        error = find_client(store, S_CLIENT_BY_ID, ids[i], eth_addr_zero,
+                            NULL, &found);
+        if (error || !found) {
+            return error ? error : xasprintf("unknown client '%s'", ids[i]);
+        }
+    }
+
+    error = find_pair_by_ids(store, id_a, id_b, &old, &found);
+    if (error) {
+        goto out;
+    }
+    if (found && pk->version < old.version) {
+        error = xasprintf("pair key version %"PRIu32" for clients '%s' and "
+                          "'%s' is older than version %"PRIu32, pk->version,
+                          id_a, id_b, old.version);
+        goto out;
+    }
+    if (found && pk->version == old.version && pk->pair_id == old.pair_id
+        && !memcmp(pk->key, old.key, sizeof old.key)) {
+        goto out;               /* Already here. */
+    }
+
+    /* The authority's pair ids win over another pair's here. */
+    error = find_pair_by_id(store, pk->pair_id, &holder, &held);
+    if (!error && held
+        && (strcmp(holder.id_a, id_a) || strcmp(holder.id_b, id_b))) {
+        error = displace_pair(store, &holder, id_a, id_b);
+    }
+    if (error) {
+        goto out;
+    }
+
+    long long int now = time_wall_msec();
+    if (found && old.pair_id == pk->pair_id) {
+        stmt = stmt_get(store, S_PAIR_UPDATE);
+    } else {
+        if (found) {
+            /* The pair moves to the authority's pair id.  An insert with
+             * the new id, unlike an update, keeps sqlite_sequence above
+             * every pair id, so that none is ever reused. */
+            stmt = stmt_get(store, S_PAIR_DELETE);
+            bind_int64(stmt, ":pair_id", old.pair_id);
+            error = stmt_exec(store, stmt);
+            if (error) {
+                goto out;
+            }
+        }
+        stmt = stmt_get(store, S_PAIR_PUT);
+        bind_text(stmt, ":id_a", id_a);
+        bind_text(stmt, ":id_b", id_b);
+        bind_int64(stmt, ":created", found ? old.created : now);
+    }
+    bind_int64(stmt, ":pair_id", pk->pair_id);
+    bind_int64(stmt, ":version", pk->version);
+    bind_key(stmt, ":key", pk->key);
+    bind_int64(stmt, ":now", now);
+    error = stmt_exec(store, stmt);
+    if (!error) {
+        char *reason = xasprintf("pair %"PRId64, pk->pair_id);
+        error = audit_add(store, "obtain", id_a, id_b, pk->version, NULL,
+                          reason);
+        free(reason);
+    }
+
+out:
+    store_key_wipe(&old, sizeof old);
+    store_key_wipe(&holder, sizeof holder);
+    return error;
+}
+
+char *
+store_put_pair_key(struct store *store, const struct store_pair_key *pk)
+{
+    const char *id_a = NULL, *id_b = NULL;
+    char *error;
+
+    /* Fixed-size fields, maybe filled from the network. */
+    if (!memchr(pk->id_a, '\0', sizeof pk->id_a)
+        || !memchr(pk->id_b, '\0', sizeof pk->id_b)) {
+        return xstrdup("pair key has a client ID that is not valid");
+    }
+    error = order_pair(pk->id_a, pk->id_b, &id_a, &id_b);
+    if (error) {
+        return error;
+    }
+    if (pk->pair_id < 1 || pk->pair_id > STORE_PAIR_ID_MAX) {
+        return xasprintf("pair id %"PRId64" for clients '%s' and '%s' is "
+                         "not valid", pk->pair_id, id_a, id_b);
+    }
+    if (!pk->version) {
+        return xasprintf("pair key version 0 for clients '%s' and '%s' is "
+                         "not valid", id_a, id_b);
+    }
+
+    set_op(store, "cannot store key for clients '%s' and '%s'", id_a, id_b);
+    error = change_begin(store);
+    if (!error) {
+        error = put_pair_key__(store, pk, id_a, id_b);
+    }
+    return change_end(store, error);
+}
+
 bool
 store_find_pair_key(struct store *store, int64_t pair_id,
                     struct store_pair_key *pk)
@@ -1862,6 +2012,42 @@ store_rotate_group_key(struct store *store, struct store_group_key *gk)
     return error;
 }
 
+char *
+store_put_group_key(struct store *store, const struct store_group_key *gk)
+{
+    struct store_group_key old;
+    char *error;
+    bool found;
+
+    if (!gk->version) {
+        return xstrdup("group key version 0 is not valid");
+    }
+    memset(&old, 0, sizeof old);
+    set_op(store, "cannot store group key");
+    error = change_begin(store);
+    if (!error) {
+        error = find_group_key(store, &old, &found);
+    }
+    if (!error && found && old.version > gk->version) {
+        error = xasprintf("group key version %"PRIu32" is older than "
+                          "version %"PRIu32, gk->version, old.version);
+    } else if (!error && (!found || old.version != gk->version
+                          || memcmp(old.key, gk->key, sizeof old.key))) {
+        sqlite3_stmt *stmt = stmt_get(store, S_GROUP_PUT);
+
+        bind_int64(stmt, ":version", gk->version);
+        bind_key(stmt, ":key", gk->key);
+        bind_now(stmt);
+        error = stmt_exec(store, stmt);
+        if (!error) {
+            error = audit_add(store, "obtain", NULL, NULL, gk->version, NULL,
+                              "group key");
+        }
+    }
+    store_key_wipe(&old, sizeof old);
+    return change_end(store, error);
+}
+
 /* Pair revocation. */
 
 char *
@@ -1916,6 +2102,36 @@ store_revoke_pair(struct store *store, const char *id1, const char *id2,
 
 /* Peer key servers and NETKEYs. */
 
+const char *
+store_peer_kind_name(enum store_peer_kind kind)
+{
+    switch (kind) {
+    case STORE_PEER_INTER:
+        return "inter";
+    case STORE_PEER_MEMBER:
+        return "member";
+    case STORE_PEER_AUTHORITY:
+        return "authority";
+    }
+    return NULL;
+}
+
+bool
+store_peer_kind_from_name(const char *name, enum store_peer_kind *kindp)
+{
+    static const enum store_peer_kind kinds[] = {
+        STORE_PEER_INTER, STORE_PEER_MEMBER, STORE_PEER_AUTHORITY,
+    };
+
+    for (size_t i = 0; name && i < ARRAY_SIZE(kinds); i++) {
+        if (!strcmp(name, store_peer_kind_name(kinds[i]))) {
+            *kindp = kinds[i];
+            return true;
+        }
+    }
+    return false;
+}
+
 static void
 peer_from_row(sqlite3_stmt *stmt, void *peer_)
 {
@@ -1925,17 +2141,29 @@ peer_from_row(sqlite3_stmt *stmt, void *peer_)
     column_strlcpy(stmt, 0, peer->name, sizeof peer->name);
     column_strlcpy(stmt, 1, peer->remote, sizeof peer->remote);
     peer->created = sqlite3_column_int64(stmt, 2);
+    if (!store_peer_kind_from_name(column_text(stmt, 3), &peer->kind)) {
+        /* The schema allows no other kind. */
+        peer->kind = STORE_PEER_INTER;
+    }
 }
 
+/* Looks up the peer named 'name', or if 'name' is NULL the first peer (by
+ * name) of 'kind', and stores it in '*peer' (if nonnull) if found.  Returns
+ * an error only if the database failed. */
 static char * OVS_WARN_UNUSED_RESULT
-find_peer(struct store *store, const char *name, struct store_peer *peer,
-          bool *found)
+find_peer__(struct store *store, const char *name, enum store_peer_kind kind,
+            struct store_peer *peer, bool *found)
 {
-    sqlite3_stmt *stmt = stmt_get(store, S_PEER_BY_NAME);
+    sqlite3_stmt *stmt = stmt_get(store, name ? S_PEER_BY_NAME
+                                              : S_PEER_BY_KIND);
     char *error = NULL;
 
     *found = false;
-    bind_text(stmt, ":name", name);
+    if (name) {
+        bind_text(stmt, ":name", name);
+    } else {
+        bind_text(stmt, ":kind", store_peer_kind_name(kind));
+    }
     if (stmt_step(store, stmt, &error) == SQLITE_ROW) {
         if (peer) {
             peer_from_row(stmt, peer);
@@ -1944,6 +2172,13 @@ find_peer(struct store *store, const char *name, struct store_peer *peer,
     }
     stmt_done(stmt);
     return error;
+}
+
+static char * OVS_WARN_UNUSED_RESULT
+find_peer(struct store *store, const char *name, struct store_peer *peer,
+          bool *found)
+{
+    return find_peer__(store, name, STORE_PEER_INTER, peer, found);
 }
 
 /* A peer's remote: "ssl:" and then printable characters without spaces. */
@@ -1965,20 +2200,26 @@ remote_is_valid(const char *remote)
 }
 
 char *
-store_add_peer(struct store *store, const char *name, const char *remote)
+store_add_peer(struct store *store, const char *name, const char *remote,
+               enum store_peer_kind kind)
 {
+    const char *kind_name = store_peer_kind_name(kind);
+    struct store_peer authority;
     char *error = check_id(name);
     bool found;
 
     if (error) {
         return error;
     }
-    if (!remote_is_valid(remote)) {
-        char *quoted = store_quote_input(remote);
+    if (!remote || !remote_is_valid(remote)) {
+        char *quoted = store_quote_input(remote ? remote : "");
         error = xasprintf("peer remote '%s' is not valid: use "
                           "ssl:HOST:PORT (peer links carry keys)", quoted);
         free(quoted);
         return error;
+    }
+    if (!kind_name) {
+        return xasprintf("peer kind %d is not valid", (int) kind);
     }
     set_op(store, "cannot add peer '%s'", name);
     error = change_begin(store);
@@ -1988,16 +2229,26 @@ store_add_peer(struct store *store, const char *name, const char *remote)
             error = xasprintf("peer '%s' already exists", name);
         }
     }
+    if (!error && kind == STORE_PEER_AUTHORITY) {
+        error = find_peer__(store, NULL, STORE_PEER_AUTHORITY, &authority,
+                            &found);
+        if (!error && found) {
+            error = xasprintf("peer '%s' is already the authority",
+                              authority.name);
+        }
+    }
     if (!error) {
         sqlite3_stmt *stmt = stmt_get(store, S_PEER_INSERT);
 
         bind_text(stmt, ":name", name);
         bind_text(stmt, ":remote", remote);
         bind_now(stmt);
+        bind_text(stmt, ":kind", kind_name);
         error = stmt_exec(store, stmt);
     }
     if (!error) {
-        char *reason = xasprintf("remote %s", remote);
+        /* The kind first: the remote may be long. */
+        char *reason = xasprintf("kind %s remote %s", kind_name, remote);
         error = audit_add(store, "peer", name, NULL, 0, NULL, reason);
         free(reason);
     }

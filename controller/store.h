@@ -189,6 +189,24 @@ char *store_rotate_pair_key(struct store *, int64_t pair_id,
                             struct store_pair_key *)
     OVS_WARN_UNUSED_RESULT;
 
+/* For a member key server: stores pair key 'pk' obtained from its
+ * authority, which owns every key.  Both clients ('pk->id_a' and
+ * 'pk->id_b', in either order) must be enrolled here.  Creates the pair
+ * with pair id 'pk->pair_id', 'pk->version' and 'pk->key', or replaces the
+ * three if the pair exists; refuses a version older than the stored one.
+ * The same version with the same key and pair id changes nothing.
+ * Otherwise audited as "obtain" (reason "pair <PAIR_ID>").
+ *
+ * The authority's pair ids win: another pair that holds 'pk->pair_id'
+ * here is deleted first (audited as "revoke"), and the pair, if it is here
+ * under another pair id, moves to 'pk->pair_id'.  A caller that installs
+ * keys on switches looks up both (store_find_pair_key(),
+ * store_find_pair_key_by_ids()) before, to remove what goes.  A pair
+ * revoked here is accepted: the authority decides.  'pk->created' and
+ * 'pk->updated' are ignored (the times here are this server's). */
+char *store_put_pair_key(struct store *, const struct store_pair_key *pk)
+    OVS_WARN_UNUSED_RESULT;
+
 bool store_find_pair_key(struct store *, int64_t pair_id,
                          struct store_pair_key *);
 
@@ -220,15 +238,41 @@ char *store_get_group_key(struct store *, struct store_group_key *)
 char *store_rotate_group_key(struct store *, struct store_group_key *)
     OVS_WARN_UNUSED_RESULT;
 
-/* Peer key servers of other encrypted subnets, and the inter-network key
- * (NETKEY) shared with each.  Remotes are "ssl:HOST:PORT" only: the links
- * carry keys. */
+/* For a member key server: stores group key 'gk' obtained from its
+ * authority, audited as "obtain" (with empty ids and reason "group key"),
+ * unless the stored one has the same version and key.  A stored key of the
+ * same version but another key is replaced (the authority's wins); an
+ * older version is refused.  'gk->updated' is ignored. */
+char *store_put_group_key(struct store *, const struct store_group_key *gk)
+    OVS_WARN_UNUSED_RESULT;
+
+/* Peer key servers, and the inter-network key (NETKEY) shared with each
+ * peer of another encrypted subnet.  Remotes are "ssl:HOST:PORT" only: the
+ * links carry keys. */
 #define STORE_REMOTE_MAX_LEN 256
+
+enum store_peer_kind {
+    STORE_PEER_INTER,           /* Key server of another encrypted subnet,
+                                 * sharing a NETKEY with this one. */
+    STORE_PEER_MEMBER,          /* Key server of this subnet that mirrors
+                                 * this one's clients and keys. */
+    STORE_PEER_AUTHORITY,       /* The key server of this subnet that owns
+                                 * every key (at most one). */
+};
+
+/* "inter", "member", "authority"; NULL if 'kind' is none of them. */
+const char *store_peer_kind_name(enum store_peer_kind kind);
+
+/* Stores the kind named 'name' (exactly as store_peer_kind_name() writes
+ * it) in '*kindp' and returns true, or returns false ('*kindp' unchanged)
+ * if there is none. */
+bool store_peer_kind_from_name(const char *name, enum store_peer_kind *kindp);
 
 struct store_peer {
     char name[STORE_ID_MAX_LEN + 1];
     char remote[STORE_REMOTE_MAX_LEN];
     long long int created;      /* Milliseconds since the epoch. */
+    enum store_peer_kind kind;
 };
 
 struct store_netkey {
@@ -237,9 +281,12 @@ struct store_netkey {
     long long int updated;      /* Milliseconds since the epoch. */
 };
 
-/* Adds peer 'name' at 'remote' (audited as "peer"); deletes it with its
+/* Adds peer 'name' of 'kind' at 'remote' (audited as "peer", reason
+ * "kind <KIND> remote <REMOTE>").  Refuses a second authority ("peer 'ks-a'
+ * is already the authority").  store_del_peer() deletes a peer with its
  * NETKEY (audited as "unpeer"). */
-char *store_add_peer(struct store *, const char *name, const char *remote)
+char *store_add_peer(struct store *, const char *name, const char *remote,
+                     enum store_peer_kind kind)
     OVS_WARN_UNUSED_RESULT;
 char *store_del_peer(struct store *, const char *name)
     OVS_WARN_UNUSED_RESULT;
@@ -264,7 +311,8 @@ char *store_put_netkey(struct store *, const char *peer,
                        const struct store_netkey *)
     OVS_WARN_UNUSED_RESULT;
 
-/* Audit log.  Events: "enroll", "unenroll", "issue", "rotate", "revoke".
+/* Audit log.  Events: "enroll", "unenroll", "issue", "rotate", "revoke",
+ * "learn", "unlearn", "peer", "unpeer", "obtain".
  * "enroll" and "unenroll" have id_a = the client and reason "mac <MAC>".
  * Strings longer than their field are truncated. */
 struct store_audit {

@@ -47,6 +47,37 @@ class Sealed:
     body: bytes                     # ciphertext + tag
 
 
+def host_mac(net, host):
+    """The MAC address of a host of a Net, as bytes."""
+    return mac_bytes(net.topo.host(host).mac)
+
+
+def describe(frame):
+    """A frame's addresses, EtherType and length, for failure messages."""
+    return "%s > %s %04x (%d bytes)" % (frame[6:12].hex(":"),
+                                        frame[0:6].hex(":"),
+                                        ethertype(frame), len(frame))
+
+
+def between(frames, src, dst):
+    """The frames from MAC 'src' to MAC 'dst' (bytes)."""
+    return [f for f in frames if f[6:12] == src and f[0:6] == dst]
+
+
+def assert_wire_sealed(net, frames, markers):
+    """Every frame on the wire is 0x88b5 from a client, to a client or
+    broadcast, and shows none of 'markers'."""
+    clients = {mac_bytes(h.mac) for h in net.topo.hosts}
+    for f in frames:
+        assert ethertype(f) == ETH_P_PAIRKEY, "clear frame on the wire: " \
+            + describe(f)
+        assert f[6:12] in clients, "unknown sender: " + describe(f)
+        assert f[0:6] in clients | {b"\xff" * 6}, "unknown dest: " \
+            + describe(f)
+        for m in markers:
+            assert m not in f, "plaintext marker on the wire: " + describe(f)
+
+
 def parse_frame(frame):
     """Returns a Sealed for an encrypted frame, None for anything else."""
     if (len(frame) < ETH_HLEN + HEADER.size

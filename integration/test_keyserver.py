@@ -30,7 +30,8 @@ import pytest
 import harness
 import pairkey
 from harness import wait_until
-from pairkey import ETH_P_PAIRKEY, ethertype, mac_bytes, parse_frame
+from pairkey import assert_wire_sealed, between, parse_frame
+from pairkey import host_mac as mac
 from topo import KEYSERVER, KEYSERVER_TWO_OVS
 
 PORT = 5555
@@ -73,40 +74,12 @@ def marker():
     return MARKER + secrets.token_hex(8).encode()
 
 
-def mac(net, host):
-    return mac_bytes(net.topo.host(host).mac)
-
-
 def bridge_of(net, host):
     return net.topo.host(host).bridge
 
 
 def remote(net, a, b):
     return bridge_of(net, a) != bridge_of(net, b)
-
-
-def describe(frame):
-    return "%s > %s %04x (%d bytes)" % (frame[6:12].hex(":"),
-                                        frame[0:6].hex(":"),
-                                        ethertype(frame), len(frame))
-
-
-def assert_wire_sealed(net, frames, markers=(MARKER,)):
-    """Every frame on the wire is 0x88b5 from a client, to a client or
-    broadcast, and shows no marker."""
-    clients = {mac_bytes(h.mac) for h in net.topo.hosts}
-    for f in frames:
-        assert ethertype(f) == ETH_P_PAIRKEY, "clear frame on the wire: " \
-            + describe(f)
-        assert f[6:12] in clients, "unknown sender: " + describe(f)
-        assert f[0:6] in clients | {BROADCAST}, "unknown dest: " \
-            + describe(f)
-        for m in markers:
-            assert m not in f, "plaintext marker on the wire: " + describe(f)
-
-
-def between(frames, src, dst):
-    return [f for f in frames if f[6:12] == src and f[0:6] == dst]
 
 
 def versions(frames):
@@ -479,7 +452,7 @@ def test_vswitchd_restart_rolls_keys_forward(ks):
             data = m * 300
             assert net.tcp_transfer(b, a, data) == data
         settle_tcp(net)
-    assert_wire_sealed(net, old.frames)
+    assert_wire_sealed(net, old.frames, (MARKER,))
     assert_wire_sealed(net, new.frames, (MARKER, m))
     before, after = versions(old.frames), versions(new.frames)
     assert set(before) <= set(after)

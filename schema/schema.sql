@@ -79,14 +79,18 @@ CREATE TABLE outside_macs (
 
 CREATE INDEX outside_macs_gateway ON outside_macs (gateway);
 
--- Peer key servers of other encrypted subnets, reached at 'remote' (an
--- ssl: remote; the peer's certificate must name it).
+-- Peer key servers, reached at 'remote' (an ssl: remote; the peer's
+-- certificate must name it): of another encrypted subnet ('inter'), or of
+-- this one: the 'authority' that owns every key (at most one) or a
+-- 'member' that mirrors this one's clients and keys.
 CREATE TABLE peers (
     name TEXT PRIMARY KEY NOT NULL     -- 1 to 64 of [A-Za-z0-9._-].
         CHECK (length(name) BETWEEN 1 AND 64
                AND name NOT GLOB '*[^A-Za-z0-9._-]*'),
     remote TEXT NOT NULL CHECK (remote GLOB 'ssl:?*'),
-    created INTEGER NOT NULL           -- Milliseconds since the epoch.
+    created INTEGER NOT NULL,          -- Milliseconds since the epoch.
+    kind TEXT NOT NULL DEFAULT 'inter'
+        CHECK (kind IN ('inter', 'member', 'authority'))
 ) STRICT;
 
 -- NETKEY: the inter-network key shared with each peer.  The peer whose

@@ -1719,20 +1719,24 @@ test_peers(void **state)
     struct store_peer *peers, peer;
     size_t n;
 
-    OK(store_add_peer(store, "ks-b", "ssl:10.0.0.2:6641"));
+    OK(store_add_peer(store, "ks-b", "ssl:10.0.0.2:6641",
+                      STORE_PEER_INTER));
     assert_true(store_find_peer(store, "ks-b", &peer));
     assert_string_equal(peer.remote, "ssl:10.0.0.2:6641");
+    assert_int_equal(peer.kind, STORE_PEER_INTER);
 
     char *dump = db_dump(f->path);
-    expect_error(store_add_peer(store, "ks-b", "ssl:10.0.0.3:6641"),
+    expect_error(store_add_peer(store, "ks-b", "ssl:10.0.0.3:6641",
+                                STORE_PEER_INTER),
                  "peer 'ks-b' already exists");
-    expect_error(store_add_peer(store, "ks-c", "tcp:10.0.0.3:6641"),
+    expect_error(store_add_peer(store, "ks-c", "tcp:10.0.0.3:6641",
+                                STORE_PEER_INTER),
                  "peer remote 'tcp:10.0.0.3:6641' is not valid: use "
                  "ssl:HOST:PORT (peer links carry keys)");
-    expect_error(store_add_peer(store, "ks-c", "ssl:"),
+    expect_error(store_add_peer(store, "ks-c", "ssl:", STORE_PEER_INTER),
                  "peer remote 'ssl:' is not valid: use ssl:HOST:PORT "
                  "(peer links carry keys)");
-    expect_error(store_add_peer(store, "ks-c", "ssl:a b"),
+    expect_error(store_add_peer(store, "ks-c", "ssl:a b", STORE_PEER_INTER),
                  "peer remote 'ssl:a b' is not valid: use ssl:HOST:PORT "
                  "(peer links carry keys)");
     expect_error(store_del_peer(store, "ks-z"), "unknown peer 'ks-z'");
@@ -1763,7 +1767,8 @@ test_peers(void **state)
                              "event = 'rotate' AND id_a = 'ks-b'"), 1);
 
     /* Obtained from a peer: newer versions replace, older are refused. */
-    OK(store_add_peer(store, "ks-0", "ssl:10.0.0.9:6641"));
+    OK(store_add_peer(store, "ks-0", "ssl:10.0.0.9:6641",
+                      STORE_PEER_INTER));
     nk2.version = 3;
     OK(store_put_netkey(store, "ks-0", &nk2));
     assert_true(store_get_netkey(store, "ks-0", &got));
@@ -1840,13 +1845,17 @@ test_revoke_pair(void **state)
     store_close(store);
 }
 
-/* Migration 2 keeps every client and pair key of a version 1 database. */
+/* Migration 2 keeps every client and pair key of a version 1 database;
+ * migration 5 keeps every peer of a version 4 database, as kind "inter",
+ * with its NETKEY. */
 static void
 test_migrate_keeps_data(void **state)
 {
     struct fixture *f = *state;
     struct store_client client;
     struct store_pair_key pk;
+    struct store_netkey nk;
+    struct store_peer peer;
     struct store *store;
 
     build_by_migrations(f->path, migrations, 1);
@@ -1866,6 +1875,660 @@ test_migrate_keeps_data(void **state)
     assert_int_equal(pk.version, 3);
     assert_int_equal(store_count_clients(store), 2);
     store_close(store);
+
+    assert_true(SCHEMA_VERSION >= 5);
+    build_by_migrations(f->path2, migrations, 4);
+    raw_exec(f->path2, "INSERT INTO peers VALUES "
+             "('ks-b', 'ssl:10.0.0.2:6641', 6); "
+             "INSERT INTO netkeys VALUES ('ks-b', 7, zeroblob(32), 8)");
+    store = open_store(f->path2);
+    assert_int_equal(store_schema_version(store), SCHEMA_VERSION);
+    assert_true(store_find_peer(store, "ks-b", &peer));
+    assert_string_equal(peer.remote, "ssl:10.0.0.2:6641");
+    assert_int_equal(peer.created, 6);
+    assert_int_equal(peer.kind, STORE_PEER_INTER);
+    assert_true(store_get_netkey(store, "ks-b", &nk));
+    assert_int_equal(nk.version, 7);
+    assert_int_equal(nk.updated, 8);
+    OK(store_add_peer(store, "ks-c", "ssl:10.0.0.3:6641",
+                      STORE_PEER_AUTHORITY));
+    store_close(store);
+    char *kind = raw_text(f->path2, "SELECT kind FROM peers "
+                          "WHERE name = 'ks-b'");
+    assert_string_equal(kind, "inter");
+    free(kind);
+    store_key_wipe(&pk, sizeof pk);
+    store_key_wipe(&nk, sizeof nk);
+}
+
+/* Peer kinds and the keys a member key server obtains from its
+ * authority. */
+
+/* Runs 'sql' on a connection of its own, expecting it to fail; returns
+ * SQLite's message. */
+static char *
+raw_exec_error(const char *path, const char *sql)
+{
+    sqlite3 *db = raw_open(path);
+    char *msg = NULL;
+    char *error;
+
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK) {
+        fail_msg("%s: expected an error, got success", sql);
+    }
+    error = xstrdup(msg ? msg : "");
+    sqlite3_free(msg);
+    sqlite3_close(db);
+    return error;
+}
+
+static int64_t
+count_audit(const char *path, const char *event)
+{
+    char *sql = xasprintf("SELECT count(*) FROM audit WHERE event = '%s'",
+                          event);
+    int64_t n = raw_int(path, sql);
+
+    free(sql);
+    return n;
+}
+
+/* No audit entry holds a byte of 'key'. */
+static void
+assert_audit_lacks_key(struct store *store, const uint8_t key[STORE_KEY_LEN])
+{
+    struct store_audit *audit;
+    size_t n;
+
+    store_list_audit(store, 0, &audit, &n);
+    for (size_t i = 0; i < n; i++) {
+        const struct store_audit *a = &audit[i];
+        const char *fields[] = { a->event, a->id_a, a->id_b,
+                                 a->switch_name, a->reason };
+
+        for (size_t j = 0; j < ARRAY_SIZE(fields); j++) {
+            assert_false(contains_key(fields[j], key));
+        }
+    }
+    free(audit);
+}
+
+static void
+assert_foreign_keys_hold(const char *path)
+{
+    assert_int_equal(raw_int(path, "SELECT count(*) FROM "
+                             "pragma_foreign_key_check"), 0);
+}
+
+static void
+test_peer_kind_names(void **state OVS_UNUSED)
+{
+    static const struct {
+        enum store_peer_kind kind;
+        const char *name;
+    } kinds[] = {
+        { STORE_PEER_INTER, "inter" },
+        { STORE_PEER_MEMBER, "member" },
+        { STORE_PEER_AUTHORITY, "authority" },
+    };
+    static const char *const bad[] = {
+        "", "Inter", "MEMBER", "auth", "authority ", " member", "members",
+        "inter\n", "0", "1", "bogus",
+    };
+    enum store_peer_kind kind;
+
+    for (size_t i = 0; i < ARRAY_SIZE(kinds); i++) {
+        assert_string_equal(store_peer_kind_name(kinds[i].kind),
+                            kinds[i].name);
+        kind = i ? STORE_PEER_INTER : STORE_PEER_MEMBER;
+        assert_true(store_peer_kind_from_name(kinds[i].name, &kind));
+        assert_int_equal(kind, kinds[i].kind);
+    }
+    assert_null(store_peer_kind_name((enum store_peer_kind) 3));
+    assert_null(store_peer_kind_name((enum store_peer_kind) -1));
+
+    for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+        kind = STORE_PEER_MEMBER;
+        if (store_peer_kind_from_name(bad[i], &kind)) {
+            fail_msg("'%s' should not name a peer kind", bad[i]);
+        }
+        assert_int_equal(kind, STORE_PEER_MEMBER);
+    }
+    kind = STORE_PEER_AUTHORITY;
+    assert_false(store_peer_kind_from_name(NULL, &kind));
+    assert_int_equal(kind, STORE_PEER_AUTHORITY);
+}
+
+/* Peers of each kind; at most one authority. */
+static void
+test_peer_kinds(void **state)
+{
+    struct fixture *f = *state;
+    struct store *store = open_store(f->path);
+    struct store_peer peer, *peers;
+    struct store_audit a;
+    size_t n;
+
+    OK(store_add_peer(store, "ks-m1", "ssl:10.0.0.2:6641",
+                      STORE_PEER_MEMBER));
+    a = last_audit(store);
+    assert_string_equal(a.event, "peer");
+    assert_string_equal(a.id_a, "ks-m1");
+    assert_string_equal(a.id_b, "");
+    assert_int_equal(a.version, 0);
+    assert_string_equal(a.reason, "kind member remote ssl:10.0.0.2:6641");
+    OK(store_add_peer(store, "ks-auth", "ssl:10.0.0.1:6641",
+                      STORE_PEER_AUTHORITY));
+    a = last_audit(store);
+    assert_string_equal(a.event, "peer");
+    assert_string_equal(a.reason,
+                        "kind authority remote ssl:10.0.0.1:6641");
+    OK(store_add_peer(store, "ks-m2", "ssl:10.0.0.3:6641",
+                      STORE_PEER_MEMBER));
+    OK(store_add_peer(store, "ks-x", "ssl:10.9.0.1:6641", STORE_PEER_INTER));
+    a = last_audit(store);
+    assert_string_equal(a.reason, "kind inter remote ssl:10.9.0.1:6641");
+
+    assert_true(store_find_peer(store, "ks-auth", &peer));
+    assert_int_equal(peer.kind, STORE_PEER_AUTHORITY);
+    assert_string_equal(peer.remote, "ssl:10.0.0.1:6641");
+    assert_true(store_find_peer(store, "ks-m1", &peer));
+    assert_int_equal(peer.kind, STORE_PEER_MEMBER);
+    assert_true(store_find_peer(store, "ks-x", &peer));
+    assert_int_equal(peer.kind, STORE_PEER_INTER);
+
+    store_list_peers(store, &peers, &n);
+    assert_int_equal(n, 4);
+    assert_string_equal(peers[0].name, "ks-auth");
+    assert_int_equal(peers[0].kind, STORE_PEER_AUTHORITY);
+    assert_string_equal(peers[1].name, "ks-m1");
+    assert_int_equal(peers[1].kind, STORE_PEER_MEMBER);
+    assert_string_equal(peers[2].name, "ks-m2");
+    assert_int_equal(peers[2].kind, STORE_PEER_MEMBER);
+    assert_string_equal(peers[3].name, "ks-x");
+    assert_int_equal(peers[3].kind, STORE_PEER_INTER);
+    free(peers);
+    char *kinds = raw_text(f->path, "SELECT group_concat(kind, ',') FROM "
+                           "(SELECT kind FROM peers ORDER BY name)");
+    assert_string_equal(kinds, "authority,member,member,inter");
+    free(kinds);
+
+    /* A second authority, a bad kind, a bad name: refused, nothing
+     * changes. */
+    char *dump = db_dump(f->path);
+    expect_error(store_add_peer(store, "ks-auth2", "ssl:10.0.0.4:6641",
+                                STORE_PEER_AUTHORITY),
+                 "peer 'ks-auth' is already the authority");
+    expect_error(store_add_peer(store, "ks-auth", "ssl:10.0.0.4:6641",
+                                STORE_PEER_AUTHORITY),
+                 "peer 'ks-auth' already exists");
+    expect_error(store_add_peer(store, "ks-m1", "ssl:10.0.0.4:6641",
+                                STORE_PEER_AUTHORITY),
+                 "peer 'ks-m1' already exists");
+    expect_error(store_add_peer(store, "ks-y", "ssl:10.0.0.4:6641",
+                                (enum store_peer_kind) 3),
+                 "peer kind 3 is not valid");
+    expect_error(store_add_peer(store, "ks-y", "ssl:10.0.0.4:6641",
+                                (enum store_peer_kind) -1),
+                 "peer kind -1 is not valid");
+    expect_error(store_add_peer(store, "bad name", "ssl:10.0.0.4:6641",
+                                STORE_PEER_MEMBER),
+                 "client ID 'bad name' is not valid: use 1 to 64 letters, "
+                 "digits, '.', '_' or '-'");
+    expect_error(store_add_peer(store, "ks-y", "tcp:10.0.0.4:6641",
+                                STORE_PEER_AUTHORITY),
+                 "peer remote 'tcp:10.0.0.4:6641' is not valid: use "
+                 "ssl:HOST:PORT (peer links carry keys)");
+
+    /* The schema, too, refuses other kinds. */
+    char *error = raw_exec_error(f->path, "UPDATE peers SET kind = 'bogus' "
+                                 "WHERE name = 'ks-x'");
+    assert_non_null(strstr(error, "CHECK constraint failed"));
+    free(error);
+    error = raw_exec_error(f->path, "UPDATE peers SET kind = NULL "
+                           "WHERE name = 'ks-x'");
+    assert_non_null(strstr(error, "NOT NULL constraint failed"));
+    free(error);
+    assert_same_dump(f->path, dump);
+    free(dump);
+
+    /* In a batch, the refusal undoes only itself. */
+    store_batch_begin(store);
+    OK(store_add_peer(store, "ks-m3", "ssl:10.0.0.5:6641",
+                      STORE_PEER_MEMBER));
+    expect_error(store_add_peer(store, "ks-auth2", "ssl:10.0.0.4:6641",
+                                STORE_PEER_AUTHORITY),
+                 "peer 'ks-auth' is already the authority");
+    OK(store_batch_commit(store));
+    assert_true(store_find_peer(store, "ks-m3", &peer));
+    assert_int_equal(peer.kind, STORE_PEER_MEMBER);
+    assert_false(store_find_peer(store, "ks-auth2", &peer));
+
+    /* Once the authority is gone, another may come; kinds last. */
+    OK(store_del_peer(store, "ks-auth"));
+    OK(store_add_peer(store, "ks-auth2", "ssl:10.0.0.4:6641",
+                      STORE_PEER_AUTHORITY));
+    store_close(store);
+    store = open_store(f->path);
+    assert_true(store_find_peer(store, "ks-auth2", &peer));
+    assert_int_equal(peer.kind, STORE_PEER_AUTHORITY);
+    assert_true(store_find_peer(store, "ks-m3", &peer));
+    assert_int_equal(peer.kind, STORE_PEER_MEMBER);
+    assert_false(store_find_peer(store, "ks-auth", &peer));
+
+    /* The kind comes first in the audit reason: a long remote does not
+     * hide it. */
+    char remote[STORE_REMOTE_MAX_LEN];
+    memset(remote, 'h', sizeof remote - 1);
+    memcpy(remote, "ssl:", 4);
+    remote[sizeof remote - 1] = '\0';
+    OK(store_add_peer(store, "ks-long", remote, STORE_PEER_MEMBER));
+    a = last_audit(store);
+    assert_true(!strncmp(a.reason, "kind member remote ssl:hhh", 26));
+    assert_true(store_find_peer(store, "ks-long", &peer));
+    assert_string_equal(peer.remote, remote);
+    store_close(store);
+}
+
+static void
+make_pair_key(struct store_pair_key *pk, int64_t pair_id, const char *id1,
+              const char *id2, uint32_t version, uint8_t fill)
+{
+    memset(pk, 0, sizeof *pk);
+    pk->pair_id = pair_id;
+    ovs_strlcpy(pk->id_a, id1, sizeof pk->id_a);
+    ovs_strlcpy(pk->id_b, id2, sizeof pk->id_b);
+    pk->version = version;
+    memset(pk->key, fill, sizeof pk->key);
+}
+
+/* A member stores the pair keys its authority hands out: new, newer, the
+ * same again; never older. */
+static void
+test_put_pair_key(void **state)
+{
+    struct fixture *f = *state;
+    struct store *store = open_store(f->path);
+    struct store_pair_key in, pk;
+    struct store_audit a;
+    int64_t pair_id;
+    bool created;
+
+    OK(store_add_client(store, "alice", mac_n(1)));
+    OK(store_add_client(store, "bob", mac_n(2)));
+    OK(store_add_gateway(store, "gw-1"));
+
+    /* New: the authority's pair id, version and key, in the store's
+     * order, with this server's times. */
+    long long int before = time_wall_msec();
+    make_pair_key(&in, 7, "bob", "alice", 3, 0xa1);
+    in.created = in.updated = 1;
+    OK(store_put_pair_key(store, &in));
+    assert_true(store_find_pair_key_by_ids(store, "alice", "bob", &pk));
+    assert_int_equal(pk.pair_id, 7);
+    assert_string_equal(pk.id_a, "alice");
+    assert_string_equal(pk.id_b, "bob");
+    assert_int_equal(pk.version, 3);
+    assert_memory_equal(pk.key, in.key, STORE_KEY_LEN);
+    assert_true(pk.created >= before);
+    assert_int_equal(pk.updated, pk.created);
+    long long int first = pk.created;
+    a = last_audit(store);
+    assert_string_equal(a.event, "obtain");
+    assert_string_equal(a.id_a, "alice");
+    assert_string_equal(a.id_b, "bob");
+    assert_int_equal(a.version, 3);
+    assert_string_equal(a.switch_name, "");
+    assert_string_equal(a.reason, "pair 7");
+
+    /* Switches get it like any key. */
+    OK(store_get_pair_key(store, "alice", "bob", "br0", NULL, &pk,
+                          &created));
+    assert_false(created);
+    assert_int_equal(pk.pair_id, 7);
+    assert_memory_equal(pk.key, in.key, STORE_KEY_LEN);
+
+    /* Again, in either order: nothing changes, not even the audit log. */
+    char *dump = db_dump(f->path);
+    OK(store_put_pair_key(store, &in));
+    make_pair_key(&in, 7, "alice", "bob", 3, 0xa1);
+    OK(store_put_pair_key(store, &in));
+    assert_same_dump(f->path, dump);
+
+    /* Refused, changing nothing. */
+    make_pair_key(&in, 7, "alice", "bob", 2, 0xa2);
+    expect_error(store_put_pair_key(store, &in),
+                 "pair key version 2 for clients 'alice' and 'bob' is older "
+                 "than version 3");
+    make_pair_key(&in, 7, "bob", "alice", 1, 0xa1);
+    expect_error(store_put_pair_key(store, &in),
+                 "pair key version 1 for clients 'alice' and 'bob' is older "
+                 "than version 3");
+    make_pair_key(&in, 8, "alice", "erin", 1, 0xa3);
+    expect_error(store_put_pair_key(store, &in), "unknown client 'erin'");
+    make_pair_key(&in, 8, "erin", "alice", 1, 0xa3);
+    expect_error(store_put_pair_key(store, &in), "unknown client 'erin'");
+    make_pair_key(&in, 8, "frank", "erin", 1, 0xa3);
+    expect_error(store_put_pair_key(store, &in), "unknown client 'frank'");
+    make_pair_key(&in, 8, "alice", "alice", 1, 0xa3);
+    expect_error(store_put_pair_key(store, &in),
+                 "pair needs two different clients");
+    make_pair_key(&in, 8, "alice", "x y", 1, 0xa3);
+    expect_error(store_put_pair_key(store, &in),
+                 "client ID 'x y' is not valid: use 1 to 64 letters, "
+                 "digits, '.', '_' or '-'");
+    make_pair_key(&in, 8, "", "bob", 1, 0xa3);
+    expect_error(store_put_pair_key(store, &in),
+                 "client ID '' is not valid: use 1 to 64 letters, "
+                 "digits, '.', '_' or '-'");
+    make_pair_key(&in, 8, "alice", "bob", 1, 0xa3);
+    memset(in.id_b, 'b', sizeof in.id_b);
+    expect_error(store_put_pair_key(store, &in),
+                 "pair key has a client ID that is not valid");
+    make_pair_key(&in, 0, "alice", "bob", 4, 0xa3);
+    expect_error(store_put_pair_key(store, &in),
+                 "pair id 0 for clients 'alice' and 'bob' is not valid");
+    make_pair_key(&in, -1, "alice", "bob", 4, 0xa3);
+    expect_error(store_put_pair_key(store, &in),
+                 "pair id -1 for clients 'alice' and 'bob' is not valid");
+    make_pair_key(&in, (int64_t) STORE_PAIR_ID_MAX + 1, "bob", "alice", 4,
+                  0xa3);
+    expect_error(store_put_pair_key(store, &in),
+                 "pair id 4294901760 for clients 'alice' and 'bob' is not "
+                 "valid");
+    make_pair_key(&in, 7, "alice", "bob", 0, 0xa3);
+    expect_error(store_put_pair_key(store, &in),
+                 "pair key version 0 for clients 'alice' and 'bob' is not "
+                 "valid");
+    assert_same_dump(f->path, dump);
+    free(dump);
+
+    /* Newer: replaced under the same pair id, created when it was. */
+    make_pair_key(&in, 7, "alice", "bob", 5, 0xa4);
+    OK(store_put_pair_key(store, &in));
+    assert_true(store_find_pair_key(store, 7, &pk));
+    assert_int_equal(pk.version, 5);
+    assert_memory_equal(pk.key, in.key, STORE_KEY_LEN);
+    assert_int_equal(pk.created, first);
+    assert_true(pk.updated >= first);
+    a = last_audit(store);
+    assert_string_equal(a.event, "obtain");
+    assert_int_equal(a.version, 5);
+    assert_string_equal(a.reason, "pair 7");
+
+    /* The same version with another key: the authority's wins. */
+    make_pair_key(&in, 7, "alice", "bob", 5, 0xa5);
+    OK(store_put_pair_key(store, &in));
+    assert_true(store_find_pair_key(store, 7, &pk));
+    assert_int_equal(pk.version, 5);
+    assert_memory_equal(pk.key, in.key, STORE_KEY_LEN);
+    assert_int_equal(count_audit(f->path, "obtain"), 3);
+
+    /* A gateway holds pair keys like a client. */
+    make_pair_key(&in, 3, "gw-1", "alice", 1, 0xa6);
+    OK(store_put_pair_key(store, &in));
+    assert_true(store_find_pair_key_by_ids(store, "gw-1", "alice", &pk));
+    assert_int_equal(pk.pair_id, 3);
+    assert_string_equal(pk.id_a, "alice");
+    assert_string_equal(pk.id_b, "gw-1");
+    assert_int_equal(store_count_pair_keys(store), 2);
+
+    /* A pair revoked here is accepted: the authority decides. */
+    OK(store_revoke_pair(store, "alice", "bob", &pair_id));
+    assert_int_equal(pair_id, 7);
+    make_pair_key(&in, 7, "alice", "bob", 6, 0xa7);
+    OK(store_put_pair_key(store, &in));
+    assert_true(store_find_pair_key(store, 7, &pk));
+    assert_int_equal(pk.version, 6);
+    assert_memory_equal(pk.key, in.key, STORE_KEY_LEN);
+    OK(store_get_pair_key(store, "bob", "alice", NULL, NULL, &pk,
+                          &created));
+    assert_false(created);
+    assert_int_equal(pk.version, 6);
+
+    /* Never key bytes in the audit log; the constraints hold. */
+    for (uint8_t fill = 0xa1; fill <= 0xa7; fill++) {
+        make_pair_key(&in, 1, "a", "b", 1, fill);
+        assert_audit_lacks_key(store, in.key);
+    }
+    assert_foreign_keys_hold(f->path);
+    store_close(store);
+
+    /* Reopened: all there. */
+    store = open_store(f->path);
+    assert_true(store_find_pair_key(store, 7, &pk));
+    assert_int_equal(pk.version, 6);
+    assert_true(store_find_pair_key(store, 3, &pk));
+    assert_int_equal(pk.version, 1);
+    store_close(store);
+    store_key_wipe(&in, sizeof in);
+    store_key_wipe(&pk, sizeof pk);
+}
+
+/* The authority's pair ids win: a pair moves to the id it gives, and a
+ * pair that holds that id here goes.  Pair ids issued here stay above
+ * every one obtained. */
+static void
+test_put_pair_key_ids(void **state)
+{
+    struct fixture *f = *state;
+    struct store *store = open_store(f->path);
+    struct store_pair_key in, pk;
+    struct store_audit *audit;
+    bool created;
+    size_t n;
+
+    OK(store_add_client(store, "alice", mac_n(1)));
+    OK(store_add_client(store, "bob", mac_n(2)));
+    OK(store_add_client(store, "carol", mac_n(3)));
+    OK(store_add_client(store, "dave", mac_n(4)));
+    make_pair_key(&in, 10, "alice", "bob", 1, 0xc1);
+    OK(store_put_pair_key(store, &in));
+    make_pair_key(&in, 11, "carol", "dave", 1, 0xc2);
+    OK(store_put_pair_key(store, &in));
+
+    /* The same version and key under another pair id: the pair moves. */
+    make_pair_key(&in, 12, "alice", "bob", 1, 0xc1);
+    OK(store_put_pair_key(store, &in));
+    assert_false(store_find_pair_key(store, 10, &pk));
+    assert_true(store_find_pair_key_by_ids(store, "alice", "bob", &pk));
+    assert_int_equal(pk.pair_id, 12);
+    assert_memory_equal(pk.key, in.key, STORE_KEY_LEN);
+    assert_int_equal(store_count_pair_keys(store), 2);
+    struct store_audit a = last_audit(store);
+    assert_string_equal(a.event, "obtain");
+    assert_string_equal(a.reason, "pair 12");
+
+    /* A pair id that another pair holds here: that pair goes. */
+    make_pair_key(&in, 11, "alice", "bob", 2, 0xc3);
+    OK(store_put_pair_key(store, &in));
+    assert_true(store_find_pair_key(store, 11, &pk));
+    assert_string_equal(pk.id_a, "alice");
+    assert_string_equal(pk.id_b, "bob");
+    assert_int_equal(pk.version, 2);
+    assert_memory_equal(pk.key, in.key, STORE_KEY_LEN);
+    assert_false(store_find_pair_key(store, 12, &pk));
+    assert_false(store_find_pair_key_by_ids(store, "carol", "dave", &pk));
+    assert_int_equal(store_count_pair_keys(store), 1);
+    store_list_audit(store, 0, &audit, &n);
+    assert_true(n >= 2);
+    assert_string_equal(audit[n - 2].event, "revoke");
+    assert_string_equal(audit[n - 2].id_a, "carol");
+    assert_string_equal(audit[n - 2].id_b, "dave");
+    assert_int_equal(audit[n - 2].version, 1);
+    assert_string_equal(audit[n - 2].reason,
+                        "pair 11 obtained for alice and bob");
+    assert_string_equal(audit[n - 1].event, "obtain");
+    assert_string_equal(audit[n - 1].id_a, "alice");
+    assert_int_equal(audit[n - 1].version, 2);
+    assert_string_equal(audit[n - 1].reason, "pair 11");
+    free(audit);
+
+    /* A pair issued here gets an id above every one obtained. */
+    assert_true(raw_int(f->path, "SELECT seq FROM sqlite_sequence "
+                        "WHERE name = 'pair_keys'") >= 12);
+    OK(store_get_pair_key(store, "carol", "dave", NULL, NULL, &pk,
+                          &created));
+    assert_true(created);
+    assert_true(pk.pair_id > 12);
+    int64_t cd = pk.pair_id;
+
+    /* Both at once: the pair is here under another id, and the id is
+     * another pair's. */
+    make_pair_key(&in, cd, "bob", "alice", 3, 0xc4);
+    OK(store_put_pair_key(store, &in));
+    assert_int_equal(store_count_pair_keys(store), 1);
+    assert_false(store_find_pair_key(store, 11, &pk));
+    assert_true(store_find_pair_key(store, cd, &pk));
+    assert_string_equal(pk.id_a, "alice");
+    assert_string_equal(pk.id_b, "bob");
+    assert_int_equal(pk.version, 3);
+    assert_memory_equal(pk.key, in.key, STORE_KEY_LEN);
+
+    /* In a batch, a refused put undoes only itself. */
+    char *dump = db_dump(f->path);
+    store_batch_begin(store);
+    make_pair_key(&in, 20, "carol", "dave", 1, 0xc5);
+    OK(store_put_pair_key(store, &in));
+    make_pair_key(&in, 21, "alice", "erin", 1, 0xc6);
+    expect_error(store_put_pair_key(store, &in), "unknown client 'erin'");
+    make_pair_key(&in, cd, "alice", "bob", 2, 0xc6);
+    expect_error(store_put_pair_key(store, &in),
+                 "pair key version 2 for clients 'alice' and 'bob' is older "
+                 "than version 3");
+    store_batch_abort(store);
+    assert_same_dump(f->path, dump);
+    free(dump);
+
+    store_batch_begin(store);
+    make_pair_key(&in, 20, "carol", "dave", 1, 0xc5);
+    OK(store_put_pair_key(store, &in));
+    make_pair_key(&in, cd, "alice", "bob", 2, 0xc6);
+    expect_error(store_put_pair_key(store, &in),
+                 "pair key version 2 for clients 'alice' and 'bob' is older "
+                 "than version 3");
+    OK(store_batch_commit(store));
+    assert_true(store_find_pair_key(store, 20, &pk));
+    assert_string_equal(pk.id_a, "carol");
+    assert_true(store_find_pair_key(store, cd, &pk));
+    assert_int_equal(pk.version, 3);
+    assert_int_equal(store_count_pair_keys(store), 2);
+
+    /* Deleting a client revokes obtained keys like any. */
+    int64_t *revoked;
+    size_t n_revoked;
+    OK(store_del_client(store, "dave", &revoked, &n_revoked));
+    assert_int_equal(n_revoked, 1);
+    assert_int_equal(revoked[0], 20);
+    free(revoked);
+
+    for (uint8_t fill = 0xc1; fill <= 0xc6; fill++) {
+        make_pair_key(&in, 1, "a", "b", 1, fill);
+        assert_audit_lacks_key(store, in.key);
+    }
+    assert_foreign_keys_hold(f->path);
+    store_close(store);
+    store_key_wipe(&in, sizeof in);
+    store_key_wipe(&pk, sizeof pk);
+}
+
+/* A member stores the group key its authority hands out. */
+static void
+test_put_group_key(void **state)
+{
+    struct fixture *f = *state;
+    struct store *store = open_store(f->path);
+    struct store_group_key in, gk;
+    struct store_audit a;
+
+    memset(&in, 0, sizeof in);
+    in.version = 3;
+    memset(in.key, 0xb1, sizeof in.key);
+    in.updated = 1;
+    long long int before = time_wall_msec();
+    OK(store_put_group_key(store, &in));
+    OK(store_get_group_key(store, &gk));
+    assert_int_equal(gk.version, 3);
+    assert_memory_equal(gk.key, in.key, STORE_KEY_LEN);
+    assert_true(gk.updated >= before);
+    a = last_audit(store);
+    assert_string_equal(a.event, "obtain");
+    assert_string_equal(a.id_a, "");
+    assert_string_equal(a.id_b, "");
+    assert_int_equal(a.version, 3);
+    assert_string_equal(a.reason, "group key");
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM audit"), 1);
+
+    /* Again: nothing changes.  Older or 0: refused, nothing changes. */
+    char *dump = db_dump(f->path);
+    OK(store_put_group_key(store, &in));
+    in.version = 2;
+    memset(in.key, 0xb2, sizeof in.key);
+    expect_error(store_put_group_key(store, &in),
+                 "group key version 2 is older than version 3");
+    in.version = 0;
+    expect_error(store_put_group_key(store, &in),
+                 "group key version 0 is not valid");
+    assert_same_dump(f->path, dump);
+    free(dump);
+
+    /* The same version with another key: the authority's wins. */
+    in.version = 3;
+    memset(in.key, 0xb3, sizeof in.key);
+    OK(store_put_group_key(store, &in));
+    OK(store_get_group_key(store, &gk));
+    assert_int_equal(gk.version, 3);
+    assert_memory_equal(gk.key, in.key, STORE_KEY_LEN);
+
+    /* Newer: replaced. */
+    in.version = 9;
+    memset(in.key, 0xb4, sizeof in.key);
+    OK(store_put_group_key(store, &in));
+    OK(store_get_group_key(store, &gk));
+    assert_int_equal(gk.version, 9);
+    assert_memory_equal(gk.key, in.key, STORE_KEY_LEN);
+    assert_int_equal(count_audit(f->path, "obtain"), 3);
+    store_close(store);
+
+    /* Reopened: kept; a rotation here follows on from it. */
+    store = open_store(f->path);
+    OK(store_get_group_key(store, &gk));
+    assert_int_equal(gk.version, 9);
+    assert_memory_equal(gk.key, in.key, STORE_KEY_LEN);
+    OK(store_rotate_group_key(store, &gk));
+    assert_int_equal(gk.version, 10);
+    for (uint8_t fill = 0xb1; fill <= 0xb4; fill++) {
+        memset(in.key, fill, sizeof in.key);
+        assert_audit_lacks_key(store, in.key);
+    }
+    store_close(store);
+
+    /* A group key made here before the authority's came is replaced by
+     * the authority's of the same version. */
+    store = open_store(f->path2);
+    OK(store_get_group_key(store, &gk));
+    assert_int_equal(gk.version, 1);
+    in.version = 1;
+    memset(in.key, 0xb5, sizeof in.key);
+    OK(store_put_group_key(store, &in));
+    OK(store_get_group_key(store, &gk));
+    assert_int_equal(gk.version, 1);
+    assert_memory_equal(gk.key, in.key, STORE_KEY_LEN);
+    assert_int_equal(raw_int(f->path2, "SELECT count(*) FROM group_key"), 1);
+
+    /* In a batch, too. */
+    store_batch_begin(store);
+    in.version = 2;
+    OK(store_put_group_key(store, &in));
+    in.version = 1;
+    expect_error(store_put_group_key(store, &in),
+                 "group key version 1 is older than version 2");
+    OK(store_batch_commit(store));
+    OK(store_get_group_key(store, &gk));
+    assert_int_equal(gk.version, 2);
+    store_close(store);
+    store_key_wipe(&in, sizeof in);
+    store_key_wipe(&gk, sizeof gk);
 }
 
 int
@@ -1891,6 +2554,11 @@ main(void)
         T(test_peers),
         T(test_revoke_pair),
         T(test_migrate_keeps_data),
+        cmocka_unit_test(test_peer_kind_names),
+        T(test_peer_kinds),
+        T(test_put_pair_key),
+        T(test_put_pair_key_ids),
+        T(test_put_group_key),
         T(test_kill9_before_commit),
         T(test_kill9_after_commit),
         T(test_kill9_without_batch),
