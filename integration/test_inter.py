@@ -214,6 +214,37 @@ def test_no_netkey_nothing_crosses(needs_pairkeyd, make_net):
         assert NETKEY_SA not in net.sa_ids()[gw]
 
 
+# A peer that nobody answers for.
+UNREACHABLE = (
+    r"ks-[ab]\.log: .*\|(reconnect|stream_ssl|jsonrpc)\|WARN\|.*$",
+)
+
+
+@pytest.mark.allow_log(*UNREACHABLE)
+def test_unreachable_peer_nothing_crosses(needs_pairkeyd, make_net):
+    """2b. Each key server is configured with its peer at an address where
+    nothing listens: list-peers says 'not connected' and 'no netkey', the
+    gateways hold no NETKEY, and not one frame reaches iwire while ha and
+    hb try each other."""
+    net = make_net(INTER)
+    ka, kb = start_subnets(net, peer=False)
+    ka.ctl("add-peer", "ks-b", "ssl:127.0.0.1:%d" % free_port())
+    kb.ctl("add-peer", "ks-a", "ssl:127.0.0.1:%d" % free_port())
+    wait_until(lambda: all(0 in net.sa_ids()[b] for b in ("bra", "bga",
+                                                          "bgb", "brb")),
+               10, "every bridge to hold its subnet's group key")
+    with net.capture("iwire") as ci:
+        assert not net.ping("ha", "hb", count=3)
+        assert not net.ping("hb", "ha", count=3)
+    assert not ci.frames, "%d frames on iwire" % len(ci.frames)
+    for ks in (ka, kb):
+        line = ks.ctl("list-peers").stdout
+        assert "\tnot connected\t" in line and line.endswith(
+            "\tno netkey\n"), line
+    for gw in ("bga", "bgb"):
+        assert NETKEY_SA not in net.sa_ids()[gw]
+
+
 BAD_MARKS = (
     r"ks-[ab]\.log: .*\|marks\|WARN\|interface bga-in: pairkey-role=inter "
     r"needs pairkey-peer=NAME, a valid peer name; mark ignored$",
