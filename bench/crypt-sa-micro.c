@@ -275,9 +275,10 @@ main(int argc, char *argv[])
     for (size_t c = 0; c < ARRAY_SIZE(ciphers); c++) {
         enum crypt_cipher cipher = ciphers[c];
 
-        if (crypt_sa_add_key(enc_table, SA_ID, KEY_VERSION, cipher, key)
-            || crypt_sa_add_key(dec_table, SA_ID, KEY_VERSION, cipher,
-                                key)) {
+        if (crypt_sa_add_key(enc_table, SA_ID, KEY_VERSION, cipher, key,
+                             false)
+            || crypt_sa_add_key(dec_table, SA_ID, KEY_VERSION, cipher, key,
+                                false)) {
             printf("%-18s %-6s %6s %10s\n", crypt_cipher_name(cipher),
                    "", "", "n/a");
             continue;
@@ -291,8 +292,10 @@ main(int argc, char *argv[])
                 b.cipher = cipher;
                 b.len = frame_sizes[s];
                 b.layout = l;
-                b.enc = (struct ovs_action_crypt) { enc_table, SA_ID, 0 };
-                b.dec = (struct ovs_action_crypt) { dec_table, SA_ID, 0 };
+                b.enc = (struct ovs_action_crypt) { .table = enc_table,
+                                                    .sa_id = SA_ID };
+                b.dec = (struct ovs_action_crypt) { .table = dec_table,
+                                                    .sa_id = SA_ID };
                 b.raw_pn = crypt_pn_floor(CRYPT_PN_EPOCH_USEC);
                 fill_frame(&b);
                 crypt_aead_init(&b.aead, cipher, key, src_mac);
