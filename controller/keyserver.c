@@ -181,6 +181,13 @@ struct keyserver {
     struct ovs_list parked;     /* Contains "struct parked"s. */
     size_t n_parked;
 
+    /* Keys being rolled over (see rollover_start()). */
+    struct ovs_list rollovers;  /* Contains "struct rollover"s. */
+
+    /* Automatic rotation: every key older than this, 0 for none. */
+    long long int rekey_msec;
+    long long int next_rekey;
+
     /* Statistics. */
     uint64_t n_requests;
     uint64_t n_refused;
@@ -209,11 +216,35 @@ struct parked {
     uint8_t *packet;
 };
 
+/* Keys rolled over together in two phases: their new versions for
+ * receiving only on every holder, then, once every holder confirmed with a
+ * barrier reply (or ROLLOVER_MSEC passed, or it went away), for sending.
+ * No holder encrypts with a version another holder cannot decrypt. */
+struct rollover {
+    struct ovs_list list_node;  /* In struct keyserver's 'rollovers'. */
+    struct key *keys;           /* New versions, wiped when done. */
+    size_t n_keys;
+    struct rollover_wait {
+        struct pk_switch *sw;
+        ovs_be32 xid;           /* Of its barrier request. */
+    } *waits;
+    size_t n_waits;
+    long long int deadline;
+};
+
+#define ROLLOVER_MSEC 2000
+
 /* At most this many parked frames, each for at most this long. */
 #define MAX_PARKED 256
 #define PARKED_MSEC 2000
 
 static void switch_destroy(struct pk_switch *);
+static void rollover_barrier_reply(struct keyserver *, struct pk_switch *,
+                                   ovs_be32 xid);
+static bool rollover_active(const struct keyserver *, int64_t sa_id);
+static size_t n_rolling(const struct keyserver *);
+static void rollover_forget_switch(struct keyserver *, struct pk_switch *);
+static void rollover_run(struct keyserver *);
 static void unpark(struct keyserver *, const char *a, const char *b,
                    bool refuse);
 static void switch_program(struct keyserver *, struct pk_switch *);
@@ -236,6 +267,7 @@ keyserver_create(struct store *store, struct marks *marks,
     hmap_init(&ks->held);
     hmap_init(&ks->issued);
     ovs_list_init(&ks->parked);
+    ovs_list_init(&ks->rollovers);
     ks->base_cookie = BASE_COOKIE | random_uint32();
     return ks;
 }
@@ -279,6 +311,7 @@ keyserver_destroy(struct keyserver *ks)
         struct issued *is;
 
         LIST_FOR_EACH_POP (sw, list_node, &ks->switches) {
+            rollover_forget_switch(ks, sw);
             switch_destroy(sw);
         }
         HMAP_FOR_EACH_POP (h, node, &ks->held) {
@@ -542,15 +575,15 @@ delete_flows(struct pk_switch *sw, uint8_t table_id, const struct match *match)
 }
 
 static void
-install_key(struct keyserver *ks, struct pk_switch *sw, const struct key *key)
+send_key(struct keyserver *ks, struct pk_switch *sw, const struct key *key,
+         enum nx_crypt_sa_command command)
 {
     struct ofputil_crypt_sa_mod mod = {
-        .command = NXCSM_ADD,
+        .command = command,
         .sa_id = key->sa_id,
         .key_version = key->version,
         .cipher = NX_CRYPT_CIPHER_DEFAULT,
     };
-    struct sa_entry *e = switch_find_sa(sw, key->sa_id);
     struct held *h;
 
     memcpy(mod.key, key->bytes, sizeof mod.key);
@@ -558,13 +591,8 @@ install_key(struct keyserver *ks, struct pk_switch *sw, const struct key *key)
                     &mod, rconn_get_version(sw->rconn)));
     ofputil_crypt_sa_mod_wipe(&mod);
 
-    if (!e) {
-        e = xmalloc(sizeof *e);
-        e->sa_id = key->sa_id;
-        hmap_insert(&sw->sas, &e->node, sa_hash(key->sa_id));
-    }
-    e->version = key->version;
-
+    /* Held, for the rule that a version reaches a bridge once, as soon as
+     * it can decrypt with it. */
     h = find_held(ks, sw->dpid, key->sa_id);
     if (!h) {
         h = xmalloc(sizeof *h);
@@ -574,6 +602,20 @@ install_key(struct keyserver *ks, struct pk_switch *sw, const struct key *key)
     }
     h->version = key->version;
     h->conn_seq = sw->conn_seq;
+}
+
+static void
+install_key(struct keyserver *ks, struct pk_switch *sw, const struct key *key)
+{
+    struct sa_entry *e = switch_find_sa(sw, key->sa_id);
+
+    send_key(ks, sw, key, NXCSM_ADD);
+    if (!e) {
+        e = xmalloc(sizeof *e);
+        e->sa_id = key->sa_id;
+        hmap_insert(&sw->sas, &e->node, sa_hash(key->sa_id));
+    }
+    e->version = key->version;
 }
 
 /* Deletes SA 'sa_id' from 'sw'.  Sent even if this process never installed
@@ -833,7 +875,9 @@ ensure_key(struct keyserver *ks, struct pk_switch *sw, struct key *key)
 {
     struct sa_entry *e = switch_find_sa(sw, key->sa_id);
 
-    if (e && e->version == key->version) {
+    if ((e && e->version == key->version)
+        || (e && rollover_active(ks, key->sa_id))) {
+        /* There already, or on its way (the rollover installs it). */
         return true;
     }
     if (!key_is_fresh_for(ks, sw, key) && is_member(ks)) {
@@ -1912,6 +1956,8 @@ switch_process_msg(struct keyserver *ks, struct pk_switch *sw,
         }
     } else if (type == OFPTYPE_FEATURES_REPLY) {
         process_features_reply(ks, sw, oh);
+    } else if (type == OFPTYPE_BARRIER_REPLY) {
+        rollover_barrier_reply(ks, sw, oh->xid);
     } else if (type == OFPTYPE_PACKET_IN) {
         if (sw->have_dpid) {
             process_packet_in(ks, sw, oh);
@@ -1962,6 +2008,7 @@ keyserver_run(struct keyserver *ks)
     char *error;
 
     unpark(ks, NULL, NULL, false);     /* Those that waited too long. */
+    rollover_run(ks);
     if (marks_seqno(ks->marks) != ks->marks_seqno || ks->reprogram) {
         ks->marks_seqno = marks_seqno(ks->marks);
         ks->reprogram = false;
@@ -1975,6 +2022,7 @@ keyserver_run(struct keyserver *ks)
         if (!rconn_is_alive(sw->rconn)) {
             VLOG_INFO("%s: disconnected", sw->name);
             ovs_list_remove(&sw->list_node);
+            rollover_forget_switch(ks, sw);
             switch_destroy(sw);
         } else if (reprogram && sw->have_dpid) {
             switch_program(ks, sw);
@@ -2012,6 +2060,13 @@ keyserver_wait(struct keyserver *ks)
                                               struct parked, list_node);
 
         poll_timer_wait_until(p->expires);
+    }
+    const struct rollover *r;
+    LIST_FOR_EACH (r, list_node, &ks->rollovers) {
+        poll_timer_wait_until(r->deadline);
+    }
+    if (ks->rekey_msec) {
+        poll_timer_wait_until(ks->next_rekey);
     }
 }
 
@@ -2107,6 +2162,7 @@ keyserver_format_status(const struct keyserver *ks, struct ds *s)
     ds_put_format(s, "repeated requests answered from memory: %"PRIu64"\n",
                   ks->n_repeated);
     ds_put_format(s, "key versions issued: %"PRIu64"\n", ks->n_keys_issued);
+    ds_put_format(s, "keys rolling over: %"PRIuSIZE"\n", n_rolling(ks));
     ds_put_cstr(s, "switches:\n");
     LIST_FOR_EACH (sw, list_node, &ks->switches) {
         ds_put_format(s, "  %s: %s", sw->name,
@@ -2283,4 +2339,296 @@ keyserver_group_obtained(struct keyserver *ks)
     store_key_wipe(&gk, sizeof gk);
     ks->reprogram = true;
     poll_immediate_wake();
+}
+
+/* Rolling keys over. */
+
+static size_t
+n_rolling(const struct keyserver *ks)
+{
+    const struct rollover *r;
+    size_t n = 0;
+
+    LIST_FOR_EACH (r, list_node, &ks->rollovers) {
+        n += r->n_keys;
+    }
+    return n;
+}
+
+static bool
+rollover_active(const struct keyserver *ks, int64_t sa_id)
+{
+    const struct rollover *r;
+
+    LIST_FOR_EACH (r, list_node, &ks->rollovers) {
+        for (size_t i = 0; i < r->n_keys; i++) {
+            if (r->keys[i].sa_id == sa_id) {
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+/* Second phase: every holder now decrypts the new versions; make them
+ * encrypt with them too. */
+static void
+rollover_finish(struct keyserver *ks, struct rollover *r)
+{
+    struct pk_switch *sw;
+
+    ovs_list_remove(&r->list_node);
+    LIST_FOR_EACH (sw, list_node, &ks->switches) {
+        if (!sw->have_dpid || !rconn_is_connected(sw->rconn)) {
+            continue;
+        }
+        for (size_t i = 0; i < r->n_keys; i++) {
+            if (switch_find_sa(sw, r->keys[i].sa_id)) {
+                install_key(ks, sw, &r->keys[i]);
+            }
+        }
+    }
+    for (size_t i = 0; i < r->n_keys; i++) {
+        key_wipe(&r->keys[i]);
+    }
+    free(r->keys);
+    free(r->waits);
+    free(r);
+}
+
+/* Starts rolling keys 'sa_ids' over to new versions (audited with
+ * 'reason').  Keys already being rolled over are left alone.  Returns the
+ * number of keys rolled over. */
+static size_t
+rollover_start(struct keyserver *ks, const int64_t *sa_ids, size_t n,
+               const char *reason)
+{
+    struct rollover *r = xzalloc(sizeof *r);
+    struct pk_switch *sw;
+    size_t n_keys;
+    char *error;
+
+    /* One transaction for all: a durable new version before any switch
+     * sees it, and one fsync however many keys. */
+    r->keys = xcalloc(n ? n : 1, sizeof *r->keys);
+    store_batch_begin(ks->store);
+    for (size_t i = 0; i < n; i++) {
+        if (!rollover_active(ks, sa_ids[i])
+            && rotate_key(ks, NULL, sa_ids[i], reason,
+                          &r->keys[r->n_keys])) {
+            r->n_keys++;
+        }
+    }
+    error = store_batch_commit(ks->store);
+    if (error) {
+        VLOG_ERR("rotating %"PRIuSIZE" keys: %s", n, error);
+        free(error);
+        r->n_keys = 0;
+    }
+    n_keys = r->n_keys;
+    ovs_list_push_back(&ks->rollovers, &r->list_node);
+    r->deadline = time_msec() + ROLLOVER_MSEC;
+
+    /* First phase: every holder decrypts the new versions. */
+    LIST_FOR_EACH (sw, list_node, &ks->switches) {
+        bool holder = false;
+
+        if (!sw->have_dpid || !rconn_is_connected(sw->rconn)) {
+            continue;
+        }
+        for (size_t i = 0; i < r->n_keys; i++) {
+            if (switch_find_sa(sw, r->keys[i].sa_id)) {
+                send_key(ks, sw, &r->keys[i], NXCSM_ADD_RX);
+                holder = true;
+            }
+        }
+        if (holder) {
+            struct ofpbuf *barrier = ofputil_encode_barrier_request(
+                rconn_get_version(sw->rconn));
+
+            r->waits = xrealloc(r->waits,
+                                (r->n_waits + 1) * sizeof *r->waits);
+            r->waits[r->n_waits].sw = sw;
+            r->waits[r->n_waits].xid = ((struct ofp_header *)
+                                        barrier->data)->xid;
+            r->n_waits++;
+            switch_send(sw, barrier);
+        }
+    }
+    if (!r->n_waits) {
+        rollover_finish(ks, r);
+    }
+    return n_keys;
+}
+
+static void
+rollover_barrier_reply(struct keyserver *ks, struct pk_switch *sw,
+                       ovs_be32 xid)
+{
+    struct rollover *r;
+
+    LIST_FOR_EACH_SAFE (r, list_node, &ks->rollovers) {
+        for (size_t i = 0; i < r->n_waits; i++) {
+            if (r->waits[i].sw == sw && r->waits[i].xid == xid) {
+                r->waits[i] = r->waits[--r->n_waits];
+                if (!r->n_waits) {
+                    rollover_finish(ks, r);
+                }
+                return;
+            }
+        }
+    }
+}
+
+/* 'sw' goes away: the rollovers no longer wait for it.  When it comes back
+ * it gets the current versions like any reconnected bridge. */
+static void
+rollover_forget_switch(struct keyserver *ks, struct pk_switch *sw)
+{
+    struct rollover *r;
+
+    LIST_FOR_EACH_SAFE (r, list_node, &ks->rollovers) {
+        for (size_t i = 0; i < r->n_waits; i++) {
+            if (r->waits[i].sw == sw) {
+                r->waits[i--] = r->waits[--r->n_waits];
+            }
+        }
+        if (!r->n_waits) {
+            rollover_finish(ks, r);
+        }
+    }
+}
+
+/* Rollovers whose holders did not all answer in time finish anyway (a
+ * holder that did not confirm gets the new version in the same order on
+ * its connection); keys older than the rekey interval roll over. */
+static void
+rollover_run(struct keyserver *ks)
+{
+    long long int now = time_msec();
+    struct rollover *r;
+
+    LIST_FOR_EACH_SAFE (r, list_node, &ks->rollovers) {
+        if (now >= r->deadline) {
+            VLOG_WARN("rollover of %"PRIuSIZE" keys: %"PRIuSIZE" switches "
+                      "did not confirm in time", r->n_keys, r->n_waits);
+            rollover_finish(ks, r);
+        }
+    }
+
+    if (ks->rekey_msec && now >= ks->next_rekey && !is_member(ks)) {
+        long long int wall = time_wall_msec();
+        struct store_pair_key *keys;
+        struct store_group_key gk;
+        int64_t *ids = NULL;
+        size_t n, n_ids = 0;
+        char *error;
+
+        ks->next_rekey = now + MAX(ks->rekey_msec / 10, 1000);
+        store_list_pair_keys(ks->store, NULL, &keys, &n);
+        ids = xmalloc((n + 1) * sizeof *ids);
+        for (size_t i = 0; i < n; i++) {
+            if (wall - keys[i].updated >= ks->rekey_msec) {
+                ids[n_ids++] = keys[i].pair_id;
+            }
+            store_key_wipe(&keys[i], sizeof keys[i]);
+        }
+        free(keys);
+        error = store_get_group_key(ks->store, &gk);
+        if (!error && wall - gk.updated >= ks->rekey_msec) {
+            ids[n_ids++] = GROUP_SA_ID;
+        }
+        if (!error) {
+            store_key_wipe(&gk, sizeof gk);
+        }
+        free(error);
+        if (n_ids) {
+            rollover_start(ks, ids, n_ids, "rekey interval");
+        }
+        free(ids);
+    }
+}
+
+void
+keyserver_set_rekey_interval(struct keyserver *ks, long long int msec)
+{
+    ks->rekey_msec = msec;
+    ks->next_rekey = time_msec();
+}
+
+char *
+keyserver_rotate_pair(struct keyserver *ks, const char *a, const char *b,
+                      struct ds *out)
+{
+    struct store_pair_key pk;
+    int64_t id;
+
+    if (is_member(ks)) {
+        return xasprintf("keys are rotated by the authority '%s'",
+                         cascade_authority(ks->cascade));
+    }
+    if (!store_find_pair_key_by_ids(ks->store, a, b, &pk)) {
+        return xstrdup("no key for this pair");
+    }
+    id = pk.pair_id;
+    store_key_wipe(&pk, sizeof pk);
+    if (rollover_active(ks, id)) {
+        return xasprintf("key %"PRId64" is being rotated already", id);
+    }
+    if (!rollover_start(ks, &id, 1, "rotate-key")) {
+        return xasprintf("rotating key %"PRId64" failed", id);
+    }
+    store_find_pair_key(ks->store, id, &pk);
+    ds_put_format(out, "key %"PRId64" version %"PRIu32"\n", id, pk.version);
+    store_key_wipe(&pk, sizeof pk);
+    return NULL;
+}
+
+char *
+keyserver_rotate_all(struct keyserver *ks, struct ds *out)
+{
+    struct store_pair_key *keys;
+    int64_t *ids;
+    size_t n, n_rotated;
+
+    if (is_member(ks)) {
+        return xasprintf("keys are rotated by the authority '%s'",
+                         cascade_authority(ks->cascade));
+    }
+    store_list_pair_keys(ks->store, NULL, &keys, &n);
+    ids = xmalloc((n + 1) * sizeof *ids);
+    for (size_t i = 0; i < n; i++) {
+        ids[i] = keys[i].pair_id;
+        store_key_wipe(&keys[i], sizeof keys[i]);
+    }
+    free(keys);
+    n_rotated = rollover_start(ks, ids, n, "rotate-key --all");
+    free(ids);
+    ds_put_format(out, "%"PRIuSIZE" keys rotated\n", n_rotated);
+    return NULL;
+}
+
+char *
+keyserver_rotate_group(struct keyserver *ks, struct ds *out)
+{
+    int64_t id = GROUP_SA_ID;
+    struct store_group_key gk;
+    char *error;
+
+    if (is_member(ks)) {
+        return xasprintf("keys are rotated by the authority '%s'",
+                         cascade_authority(ks->cascade));
+    }
+    if (rollover_active(ks, id)) {
+        return xstrdup("the group key is being rotated already");
+    }
+    if (!rollover_start(ks, &id, 1, "rotate-group")) {
+        return xstrdup("rotating the group key failed");
+    }
+    error = store_get_group_key(ks->store, &gk);
+    if (!error) {
+        ds_put_format(out, "group key version %"PRIu32"\n", gk.version);
+        store_key_wipe(&gk, sizeof gk);
+    }
+    return error;
 }

@@ -108,4 +108,19 @@ void keyserver_group_obtained(struct keyserver *);
 
 void keyserver_format_status(const struct keyserver *, struct ds *);
 
+/* Rotation (the patent's PW_ID update).  A key rolls over in two phases:
+ * its new version goes to every holder for receiving only, and once every
+ * holder confirmed, for sending too, so that no frame is lost.  These return
+ * NULL and describe what they did in 'out', or an error (a pair without a
+ * key, a key being rotated already, a member of a cascade). */
+char *keyserver_rotate_pair(struct keyserver *, const char *a, const char *b,
+                            struct ds *out) OVS_WARN_UNUSED_RESULT;
+char *keyserver_rotate_all(struct keyserver *, struct ds *out)
+    OVS_WARN_UNUSED_RESULT;
+char *keyserver_rotate_group(struct keyserver *, struct ds *out)
+    OVS_WARN_UNUSED_RESULT;
+
+/* Rotates every key older than 'msec' milliseconds (0: never). */
+void keyserver_set_rekey_interval(struct keyserver *, long long int msec);
+
 #endif /* keyserver.h */

@@ -62,6 +62,7 @@ static size_t n_ovsdb_remotes;
 static enum miss_policy miss_policy = MISS_HOLD;
 static char *own_name;          /* --name: this key server, to its peers. */
 static char *peer_listen;       /* --peer-listen. */
+static long long int rekey_msec; /* --rekey-interval, 0 for none. */
 
 struct server {
     struct store *store;
@@ -142,6 +143,7 @@ main(int argc, char *argv[])
     server.cascade = cascade_create(server.store, server.ks, server.peers);
     keyserver_set_cascade(server.ks, server.cascade);
     peers_set_cascade(server.peers, server.cascade);
+    keyserver_set_rekey_interval(server.ks, rekey_msec);
     keyserver_start(server.ks);
     if (peer_listen) {
         error = peers_listen(server.peers, peer_listen);
@@ -681,6 +683,62 @@ cmd_exit(struct unixctl_conn *conn, int argc OVS_UNUSED,
     unixctl_command_reply(conn, NULL);
 }
 
+/* Replies to 'conn' with 'out', or with 'error' (freed) prefixed with
+ * 'what'. */
+static void
+reply_rotation(struct unixctl_conn *conn, const char *what, char *error,
+               struct ds *out)
+{
+    if (error) {
+        char *msg = xasprintf("Unable to rotate %s: %s", what, error);
+
+        unixctl_command_reply_error(conn, msg);
+        free(msg);
+        free(error);
+    } else {
+        unixctl_command_reply(conn, ds_cstr(out));
+    }
+    ds_destroy(out);
+}
+
+static void
+cmd_rotate_key(struct unixctl_conn *conn, int argc, const char *argv[],
+               void *server_)
+{
+    struct server *server = server_;
+    struct ds out = DS_EMPTY_INITIALIZER;
+    char *error, *what;
+
+    if (argc == 2 && !strcmp(argv[1], "--all")) {
+        what = xstrdup("every key");
+        error = keyserver_rotate_all(server->ks, &out);
+    } else if (argc == 3) {
+        char *a = store_quote_input(argv[1]);
+        char *b = store_quote_input(argv[2]);
+
+        what = xasprintf("the key of '%s' and '%s'", a, b);
+        error = keyserver_rotate_pair(server->ks, argv[1], argv[2], &out);
+        free(a);
+        free(b);
+    } else {
+        what = xstrdup("keys");
+        error = xstrdup("use rotate-key ID1 ID2 or rotate-key --all");
+    }
+    reply_rotation(conn, what, error, &out);
+    free(what);
+}
+
+static void
+cmd_rotate_group(struct unixctl_conn *conn, int argc OVS_UNUSED,
+                 const char *argv[] OVS_UNUSED, void *server_)
+{
+    struct server *server = server_;
+    struct ds out = DS_EMPTY_INITIALIZER;
+
+    reply_rotation(conn, "the group key",
+                   keyserver_rotate_group(server->ks, &out), &out);
+}
+
 static void
 register_commands(struct server *server)
 {
@@ -697,6 +755,10 @@ register_commands(struct server *server)
                              cmd_audit, server);
     unixctl_command_register("pairkey/revoke-key", "ID1 ID2", 2, 2,
                              cmd_revoke_key, server);
+    unixctl_command_register("pairkey/rotate-key", "ID1 ID2 | --all", 1, 2,
+                             cmd_rotate_key, server);
+    unixctl_command_register("pairkey/rotate-group", "", 0, 0,
+                             cmd_rotate_group, server);
     unixctl_command_register("pairkey/add-peer", "NAME REMOTE [KIND]", 2, 3,
                              cmd_add_peer, server);
     unixctl_command_register("pairkey/del-peer", "NAME", 1, 1,
@@ -720,6 +782,7 @@ parse_options(int argc, char *argv[])
         OPT_PEER_CA_CERT,
         OPT_NAME,
         OPT_PEER_LISTEN,
+        OPT_REKEY_INTERVAL,
         VLOG_OPTION_ENUMS,
         DAEMON_OPTION_ENUMS,
         SSL_OPTION_ENUMS,
@@ -732,6 +795,7 @@ parse_options(int argc, char *argv[])
         {"peer-ca-cert", required_argument, NULL, OPT_PEER_CA_CERT},
         {"name", required_argument, NULL, OPT_NAME},
         {"peer-listen", required_argument, NULL, OPT_PEER_LISTEN},
+        {"rekey-interval", required_argument, NULL, OPT_REKEY_INTERVAL},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         DAEMON_LONG_OPTIONS,
@@ -786,6 +850,18 @@ parse_options(int argc, char *argv[])
             peer_listen = optarg;
             break;
 
+        case OPT_REKEY_INTERVAL: {
+            unsigned int seconds;
+
+            if (!str_to_uint(optarg, 10, &seconds) || !seconds
+                || seconds > 365 * 24 * 3600) {
+                ovs_fatal(0, "--rekey-interval=%s: must be a number of "
+                          "seconds from 1 to 31536000", optarg);
+            }
+            rekey_msec = seconds * 1000LL;
+            break;
+        }
+
         case OPT_PEER_CA_CERT:
             stream_ssl_set_peer_ca_cert_file(optarg);
             break;
@@ -831,7 +907,8 @@ usage(void)
            "certificate's),\n"
            "                          needed to peer with other key "
            "servers\n"
-           "  --peer-listen=pssl:PORT[:IP]  accept peer key servers\n",
+           "  --peer-listen=pssl:PORT[:IP]  accept peer key servers\n"
+           "  --rekey-interval=SECONDS  rotate every key this old\n",
            program_name, program_name);
     daemon_usage();
     vlog_usage();

@@ -337,6 +337,11 @@ class Daemon:
     def alive(self):
         return self.proc.poll() is None
 
+    def send_signal(self, sig):
+        """Sends 'sig' (e.g. SIGSTOP, SIGCONT) by PID, and returns."""
+        if self.alive():
+            self.proc.send_signal(sig)
+
     def stop(self, sig=signal.SIGTERM, timeout=5.0):
         """Stops this process by PID: 'sig', then SIGKILL after 'timeout'."""
         if self.alive():

@@ -1,0 +1,279 @@
+"""Key rotation (the patent's PW_ID update) on topo.KEYSERVER with one
+pairkeyd: a key rolls over in two phases, its new version first installed
+on every holder for receiving only (NXCSM_ADD_RX), then, once every
+holder confirmed with a barrier reply, for sending.  No frame is lost, no
+nonce is used twice and nothing crosses the wire in the clear.
+
+    h1 --- [br1] --+
+    h2 --- [br2] --+-- wire (tcpdump)    pairkeyd (hold)
+    h3 --- [br3] --+
+    h4 -+- [br4] --+
+    h5 -+
+"""
+
+import concurrent.futures
+import os
+import re
+import secrets
+import signal
+import time
+
+import pytest
+
+from harness import run, wait_until
+from pairkey import (assert_wire_sealed, nonce_repeats, parse_frame,
+                     parse_show)
+from topo import KEYSERVER, KEYSERVER_TWO_OVS
+
+MARKER = b"PAIRKEY-ROTATION-MARKER-"
+GROUP_SA = 0
+
+
+@pytest.fixture
+def ks(needs_pairkeyd, make_net):
+    """KEYSERVER with pairkeyd controlling every bridge, every client
+    enrolled.  Returns (net, Pairkeyd)."""
+    net = make_net(KEYSERVER)
+    return net, net.start_keyserver()
+
+
+def marker():
+    return MARKER + secrets.token_hex(8).encode()
+
+
+def sa(net, bridge, sa_id):
+    """SA 'sa_id' of 'bridge' as parsed from pairkey/show of its own
+    ovs-vswitchd ({} if it holds none)."""
+    show = parse_show(net.appctl("pairkey/show", bridge,
+                                 ovs=net.ovs_of(bridge)).stdout)
+    return show.get(bridge, {}).get("sa", {}).get(sa_id, {})
+
+
+def versions(net, bridge, sa_id):
+    """[current, other] key versions of SA 'sa_id' on 'bridge': the one
+    that encrypts first."""
+    return sa(net, bridge, sa_id).get("versions", [])
+
+
+def rotate(pk, *args):
+    """pairkeyctl rotate-key ARGS; returns (pair id, new version)."""
+    out = pk.ctl("rotate-key", *args).stdout
+    m = re.match(r"key (\d+) version (\d+)$", out.strip())
+    assert m, out
+    return int(m.group(1)), int(m.group(2))
+
+
+def rotated_everywhere(net, bridges, sa_id, version):
+    return all(versions(net, b, sa_id)[:1] == [version] for b in bridges)
+
+
+def sealed_frames(frames):
+    return [s for s in map(parse_frame, frames) if s]
+
+
+def test_hundred_rotations_lose_nothing(ks):
+    """1. h1 pings h2 every 10 ms and streams TCP to it while their pair
+    key is rotated 100 times, each rotation waited for on both bridges:
+    not one ping lost, the stream arrives whole in time, the wire holds
+    only sealed frames without the marker, no (sender, version, PN) twice,
+    and the version went up by exactly 100.  Then the group key is
+    rotated 10 times under the same pings: still nothing lost."""
+    net, pk = ks
+    net.static_arp()
+    net.wait_ping("h1", "h2")
+    pair, first = rotate(pk, "h1", "h2")
+    wait_until(lambda: rotated_everywhere(net, ("br1", "br2"), pair, first),
+               5, "the first rotation")
+    m = marker()
+    data = m * 40000
+    with net.capture() as cap, net.pinger("h1", "h2", interval=0.01) as ping, \
+            concurrent.futures.ThreadPoolExecutor(1) as pool:
+        wait_until(lambda: len(ping.replies) >= 10, 10, "pings h1 -> h2")
+        stream = pool.submit(net.tcp_transfer, "h1", "h2", data, 5001, 60)
+        version = first
+        for _ in range(100):
+            pair_again, version = rotate(pk, "h1", "h2")
+            assert pair_again == pair
+            wait_until(lambda: rotated_everywhere(net, ("br1", "br2"), pair,
+                                                  version), 5,
+                       "version %d on br1 and br2" % version)
+        assert stream.result() == data
+        groups = []
+        for _ in range(10):
+            out = pk.ctl("rotate-group").stdout
+            g = int(re.match(r"group key version (\d+)$", out.strip())
+                    .group(1))
+            groups.append(g)
+            wait_until(lambda: rotated_everywhere(
+                net, [b.name for b in net.topo.bridges], GROUP_SA, g), 5,
+                "group key version %d everywhere" % g)
+        wait_until(lambda: len(ping.replies) >= len(ping.sent) - 2, 5,
+                   "the last pings")
+    assert version == first + 100
+    assert groups == sorted(set(groups)) and len(groups) == 10
+    assert not ping.lost(until=time.monotonic() - 1), \
+        "lost pings %s of %d" % (ping.lost(), len(ping.sent))
+    assert len(ping.sent) > 100
+    assert_wire_sealed(net, cap.frames, (MARKER, m))
+    sealed = sealed_frames(cap.frames)
+    assert not nonce_repeats(sealed)
+    assert {s.version for s in sealed} >= {first, version}
+    audit = pk.ctl("audit").stdout
+    assert audit.count("\trotate-key") >= 101, audit[-2000:]
+
+
+# A switch that does not answer in time: the rollover finishes anyway.
+LATE = (
+    r"pairkeyd\.log: .*\|keyserver\|WARN\|rollover of 1 keys: 4 switches "
+    r"did not confirm in time$",
+)
+
+
+@pytest.mark.allow_log(*LATE)
+def test_rotation_refuses_bad_input(ks):
+    """2. pairkeyd refuses a rekey interval that is not a number of
+    seconds from 1 to a year.  rotate-key of a pair without a key, of an
+    unknown client, with one id, or while the same key is still rolling
+    over (ovs-vswitchd
+    stopped with SIGSTOP, so that no barrier reply comes) fails with one
+    clear line and changes nothing; with vswitchd continued, the rollover
+    completes and h1 reaches h2 under the new version."""
+    net, pk = ks
+    net.wait_ping("h1", "h2")
+    before = pk.ctl("dump").stdout
+    for args, why in ((("h1", "h3"), "no key for this pair"),
+                      (("h1", "nobody"), "no key for this pair"),
+                      (("h1",), "use rotate-key ID1 ID2 or rotate-key "
+                                "--all")):
+        proc = pk.ctl("rotate-key", *args, check=False)
+        assert proc.returncode != 0, args
+        assert why in proc.stderr and len(proc.stderr.splitlines()) == 1, \
+            proc.stderr
+    assert pk.ctl("dump").stdout == before
+    for bad in ("0", "-5", "1.5", "x", "31536001"):
+        proc = run([os.path.join(net.ovs.bindir, "pairkeyd"),
+                    "--db=" + os.path.join(net.ovs.rundir, "unused.db"),
+                    "--rekey-interval=" + bad,
+                    "punix:" + os.path.join(net.ovs.rundir, "unused.sock")],
+                   check=False, env=net.ovs.env)
+        assert proc.returncode != 0, bad
+        assert "--rekey-interval=%s: must be a number of seconds" % bad \
+            in proc.stderr, proc.stderr
+
+    net.vswitchd.send_signal(signal.SIGSTOP)
+    try:
+        pair, version = rotate(pk, "h1", "h2")
+        proc = pk.ctl("rotate-key", "h1", "h2", check=False)
+        assert proc.returncode != 0
+        assert "key %d is being rotated already" % pair in proc.stderr, \
+            proc.stderr
+        proc = pk.ctl("rotate-group", check=False)
+    finally:
+        net.vswitchd.send_signal(signal.SIGCONT)
+    wait_until(lambda: rotated_everywhere(net, ("br1", "br2"), pair,
+                                          version), 10,
+               "the rollover to finish")
+    assert net.ping("h1", "h2", count=2)
+
+
+# br2 away: its controller connection drops, and comes back.
+AWAY = (
+    r"ovs-vswitchd\.log: .*\|rconn\|WARN\|br2<->unix:\S+: connection "
+    r"(dropped|failed) .*$",
+)
+
+
+@pytest.mark.allow_log(*AWAY)
+def test_rotation_while_a_holder_is_away(ks):
+    """3. br2 loses its controller; h1 and h2's key is rotated: br1 alone
+    moves to the new version, and br2 (flows and SAs kept, fail-secure)
+    is left on the old one, so h1's frames reach br2 under a version it
+    does not hold.  Once br2 is back, the key server learns of the
+    mismatch (the datapath reports it) or re-installs at the connection,
+    and h1 reaches h2 again within a second: self-heal.  Nothing crossed
+    the wire in the clear meanwhile."""
+    net, pk = ks
+    net.static_arp()
+    net.wait_ping("h1", "h2")
+    net.vsctl("del-controller", "br2")
+    wait_until(lambda: "br2" not in pk.connected(), 10,
+               "pairkeyd to lose br2")
+    m = marker()
+    with net.capture() as cap:
+        pair, version = rotate(pk, "h1", "h2")
+        wait_until(lambda: rotated_everywhere(net, ("br1",), pair, version),
+                   5, "br1 to move on")
+        assert versions(net, "br2", pair)[:1] == [version - 1]
+        net.udp_send("h1", "h2", 5555, m)
+        with net.pinger("h1", "h2", interval=0.01) as ping:
+            wait_until(lambda: len(ping.sent) >= 20, 5, "pings")
+            start = time.monotonic()
+            net.set_controller(pk.listen[1:], ["br2"])
+            wait_until(lambda: len(ping.replies) >= 5, 10,
+                       "h1 to reach h2 again")
+            healed = min(ping.replies.values()) - start
+    assert healed < 1.0, "h1 reached h2 %.3f s after br2 came back" % healed
+    assert rotated_everywhere(net, ("br1", "br2"), pair, version)
+    assert_wire_sealed(net, cap.frames, (MARKER, m))
+    assert not nonce_repeats(sealed_frames(cap.frames))
+
+
+def test_rekey_interval(needs_pairkeyd, make_net):
+    """4. pairkeyd --rekey-interval=2 rotates h1 and h2's key and the
+    group key on its own, every two seconds or so, while h1 pings h2
+    every 10 ms without a loss; the audit log says why."""
+    net = make_net(KEYSERVER)
+    pk = net.start_pairkeyd(extra=["--rekey-interval=2"])
+    net.mark_ports()
+    net.set_controller(pk.listen[1:])
+    net.enroll()
+    net.wait_keyserver()
+    net.static_arp()
+    net.wait_ping("h1", "h2")
+    pair = pk.pair_id("h1", "h2")
+    v0 = versions(net, "br1", pair)[0]
+    g0 = versions(net, "br1", GROUP_SA)[0]
+    with net.pinger("h1", "h2", interval=0.01) as ping:
+        wait_until(lambda: versions(net, "br1", pair)[0] >= v0 + 2
+                   and versions(net, "br1", GROUP_SA)[0] >= g0 + 2, 15,
+                   "two automatic rotations")
+        wait_until(lambda: len(ping.replies) >= len(ping.sent) - 2, 5,
+                   "the last pings")
+    assert not ping.lost(until=time.monotonic() - 1), ping.lost()
+    assert "rekey interval" in pk.ctl("audit").stdout
+
+
+def test_slow_holder_never_misses_a_version(needs_pairkeyd, make_net):
+    """5. h1 (br1) and h2 (br2, in a second ovs-vswitchd) talk while br2's
+    vswitchd is stopped (SIGSTOP) and their key is rotated: br1 gets the
+    new version for receiving only and keeps encrypting with the old one
+    as long as br2 has not confirmed it (pairkey/show lists the old version
+    first); once br2 runs again, both move on.  br2 never sees a frame
+    under a version it lacks (no unknown_version drop) and not one ping of
+    h1's is lost, only delayed."""
+    net = make_net(KEYSERVER_TWO_OVS)
+    pk = net.start_keyserver()
+    net.static_arp()
+    net.wait_ping("h1", "h2")
+    net.wait_ping("h2", "h1")
+    pair = pk.pair_id("h1", "h2")
+    old = versions(net, "br1", pair)[0]
+    slow = net.instances["ovs2"].vswitchd
+    with net.pinger("h1", "h2", interval=0.01) as ping:
+        wait_until(lambda: len(ping.replies) >= 10, 10, "pings h1 -> h2")
+        slow.send_signal(signal.SIGSTOP)
+        try:
+            _, new = rotate(pk, "h1", "h2")
+            wait_until(lambda: versions(net, "br1", pair) == [old, new], 5,
+                       "br1 to decrypt version %d too" % new)
+            sent = len(ping.sent)
+            wait_until(lambda: len(ping.sent) >= sent + 5, 5, "more pings")
+            assert versions(net, "br1", pair) == [old, new]
+        finally:
+            slow.send_signal(signal.SIGCONT)
+        wait_until(lambda: rotated_everywhere(net, ("br1", "br2"), pair,
+                                              new), 5, "both to move on")
+        wait_until(lambda: len(ping.replies) >= len(ping.sent) - 2, 5,
+                   "the last pings")
+    assert not ping.lost(until=time.monotonic() - 1), ping.lost()
+    assert sa(net, "br2", pair)["drops"]["unknown_version"] == 0
