@@ -188,6 +188,10 @@ struct keyserver {
     long long int rekey_msec;
     long long int next_rekey;
 
+    /* Keys that reached their packet limit, to rotate at the next run. */
+    int64_t *limited;
+    size_t n_limited, allocated_limited;
+
     /* Statistics. */
     uint64_t n_requests;
     uint64_t n_refused;
@@ -326,6 +330,18 @@ keyserver_destroy(struct keyserver *ks)
         struct parked *p;
         LIST_FOR_EACH_SAFE (p, list_node, &ks->parked) {
             parked_free(ks, p);
+        }
+        free(ks->limited);
+
+        struct rollover *r;
+        LIST_FOR_EACH_SAFE (r, list_node, &ks->rollovers) {
+            ovs_list_remove(&r->list_node);
+            for (size_t i = 0; i < r->n_keys; i++) {
+                key_wipe(&r->keys[i]);
+            }
+            free(r->keys);
+            free(r->waits);
+            free(r);
         }
         free(ks);
     }
@@ -1785,11 +1801,38 @@ process_recv_request(struct keyserver *ks, struct pk_switch *sw,
     }
 }
 
+/* Forgets that 'sw' holds SA 'sa_id', so that the next ensure_key()
+ * installs it again. */
+static void
+forget_sa(struct pk_switch *sw, int64_t sa_id)
+{
+    struct sa_entry *e = switch_find_sa(sw, sa_id);
+
+    if (e) {
+        hmap_remove(&sw->sas, &e->node);
+        free(e);
+    }
+}
+
+/* The key version in the header of encrypted frame 'pi', or 0. */
+static uint32_t
+frame_version(const struct ofputil_packet_in *pi)
+{
+    const uint8_t *p = pi->packet;
+
+    return (pi->packet_len >= 20 && p[12] == 0x88 && p[13] == 0xb5
+            ? ((uint32_t) p[16] << 24) | (p[17] << 16) | (p[18] << 8) | p[19]
+            : 0);
+}
+
 /* A frame under a key version that this switch's SA does not hold: one of
- * the two holders missed an update.  Push the current version to whichever
- * holder lacks it. */
+ * the two holders missed an update, which this process may not know (a
+ * switch can lose an SA behind its back).  Push the current version to
+ * whichever holder lacks it: this switch if the frame carries the current
+ * version, otherwise the sender's. */
 static void
 process_version_report(struct keyserver *ks, struct pk_switch *sw,
+                       const struct ofputil_packet_in *pi,
                        const struct flow *flow)
 {
     struct store_pair_key pk;
@@ -1809,11 +1852,82 @@ process_version_report(struct keyserver *ks, struct pk_switch *sw,
     }
     key_from_pair(&key, &pk);
     store_key_wipe(&pk, sizeof pk);
-    VLOG_INFO("%s: frame from "ETH_ADDR_FMT" under a key version this "
-              "switch lacks; re-pushing version %"PRIu32" of key %"PRId64,
-              sw->name, ETH_ADDR_ARGS(flow->dl_src), key.version, key.sa_id);
+    if (frame_version(pi) == key.version) {
+        forget_sa(sw, key.sa_id);
+    } else if (frame_version(pi) < key.version) {
+        struct pk_switch *sender;
+        ofp_port_t port;
+        uint64_t dpid;
+
+        /* The report's 'me' is the frame's source, the sender. */
+        if (marks_find_client(ks->marks, req.me.id, &dpid, &port)
+            && (sender = find_switch(ks, dpid)) != NULL) {
+            forget_sa(sender, key.sa_id);
+        }
+    }
+    VLOG_INFO("%s: frame from "ETH_ADDR_FMT" under key version %"PRIu32
+              " this switch lacks; re-pushing version %"PRIu32" of key %"
+              PRId64, sw->name, ETH_ADDR_ARGS(flow->dl_src),
+              frame_version(pi), key.version, key.sa_id);
+    char *error = store_note_repush(ks->store, req.me.id, req.peer.id,
+                                    key.version, sw->name,
+                                    "version mismatch");
+    if (error) {
+        VLOG_WARN_RL(&rl, "%s: %s", sw->name, error);
+        free(error);
+    }
     install_pair_flows(ks, &req.me, &req.peer, &key);
     key_wipe(&key);
+}
+
+/* A key version encrypted its soft limit of packets on 'sw': rotate it
+ * before the switch stops encrypting with it.  The frame names the key: a
+ * pair's by its two clients, the group key's by its group address. */
+static void
+pending_limit_rotation(struct keyserver *ks, int64_t sa_id)
+{
+    for (size_t i = 0; i < ks->n_limited; i++) {
+        if (ks->limited[i] == sa_id) {
+            return;
+        }
+    }
+    if (ks->n_limited >= ks->allocated_limited) {
+        ks->limited = x2nrealloc(ks->limited, &ks->allocated_limited,
+                                 sizeof *ks->limited);
+    }
+    ks->limited[ks->n_limited++] = sa_id;
+    poll_immediate_wake();
+}
+
+static void
+process_limit_report(struct keyserver *ks, struct pk_switch *sw,
+                     const struct flow *flow)
+{
+    int64_t sa_id;
+
+    if (is_member(ks)) {
+        return;         /* The authority's switches report it too. */
+    }
+    if (eth_addr_is_multicast(flow->dl_dst)) {
+        sa_id = GROUP_SA_ID;
+    } else {
+        struct store_pair_key pk;
+        struct request req;
+
+        request_judge_report(ks->store, flow->dl_src, flow->dl_dst, &req);
+        if (req.verdict != REQUEST_PAIR
+            || !store_find_pair_key_by_ids(ks->store, req.me.id,
+                                           req.peer.id, &pk)) {
+            return;
+        }
+        sa_id = pk.pair_id;
+        store_key_wipe(&pk, sizeof pk);
+    }
+    if (!rollover_active(ks, sa_id)) {
+        VLOG_INFO("%s: key %"PRId64" reached its packet limit; rotating",
+                  sw->name, sa_id);
+        pending_limit_rotation(ks, sa_id);
+    }
 }
 
 static void
@@ -1838,7 +1952,9 @@ process_packet_in(struct keyserver *ks, struct pk_switch *sw,
 
     ks->n_requests++;
     if (pi.cookie == htonll(NX_CRYPT_REPORT_COOKIE)) {
-        process_version_report(ks, sw, &flow);
+        process_version_report(ks, sw, &pi, &flow);
+    } else if (pi.cookie == htonll(NX_CRYPT_LIMIT_COOKIE)) {
+        process_limit_report(ks, sw, &flow);
     } else if (pi.table_id == TABLE_SEND) {
         process_send_request(ks, sw, &pi, &flow);
     } else if (pi.table_id == TABLE_RECV) {
@@ -2507,6 +2623,13 @@ rollover_run(struct keyserver *ks)
 {
     long long int now = time_msec();
     struct rollover *r;
+
+    if (ks->n_limited) {
+        /* Outside the store batch of keyserver_run(): a rollover is a
+         * transaction of its own. */
+        rollover_start(ks, ks->limited, ks->n_limited, "packet limit");
+        ks->n_limited = 0;
+    }
 
     LIST_FOR_EACH_SAFE (r, list_node, &ks->rollovers) {
         if (now >= r->deadline) {

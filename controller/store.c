@@ -957,6 +957,22 @@ audit_add(struct store *store, const char *event, const char *id_a,
     return stmt_exec(store, stmt);
 }
 
+char *
+store_note_repush(struct store *store, const char *id1, const char *id2,
+                  uint32_t version, const char *switch_name,
+                  const char *reason)
+{
+    char *error;
+
+    set_op(store, "cannot record re-push of key of '%s' and '%s'", id1, id2);
+    error = change_begin(store);
+    if (!error) {
+        error = audit_add(store, "repush", id1, id2, version, switch_name,
+                          reason);
+    }
+    return change_end(store, error);
+}
+
 void
 store_list_audit(struct store *store, long long int since,
                  struct store_audit **entries, size_t *n)

@@ -311,8 +311,15 @@ char *store_put_netkey(struct store *, const char *peer,
                        const struct store_netkey *)
     OVS_WARN_UNUSED_RESULT;
 
+/* Records that the current version of the key of pair ('id1', 'id2') was
+ * installed again on switch 'switch_name' because a frame showed that a
+ * holder lacked it (audited as "repush" with 'reason'). */
+char *store_note_repush(struct store *, const char *id1, const char *id2,
+                        uint32_t version, const char *switch_name,
+                        const char *reason) OVS_WARN_UNUSED_RESULT;
+
 /* Audit log.  Events: "enroll", "unenroll", "issue", "rotate", "revoke",
- * "learn", "unlearn", "peer", "unpeer", "obtain".
+ * "learn", "unlearn", "peer", "unpeer", "obtain", "repush".
  * "enroll" and "unenroll" have id_a = the client and reason "mac <MAC>".
  * Strings longer than their field are truncated. */
 struct store_audit {

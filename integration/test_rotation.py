@@ -188,10 +188,9 @@ def test_rotation_while_a_holder_is_away(ks):
     """3. br2 loses its controller; h1 and h2's key is rotated: br1 alone
     moves to the new version, and br2 (flows and SAs kept, fail-secure)
     is left on the old one, so h1's frames reach br2 under a version it
-    does not hold.  Once br2 is back, the key server learns of the
-    mismatch (the datapath reports it) or re-installs at the connection,
-    and h1 reaches h2 again within a second: self-heal.  Nothing crossed
-    the wire in the clear meanwhile."""
+    does not hold.  Once br2 is back, h1 reaches h2 again within a second
+    (br2's reconnection or the datapath's version report gets it the new
+    version).  Nothing crossed the wire in the clear meanwhile."""
     net, pk = ks
     net.static_arp()
     net.wait_ping("h1", "h2")
@@ -277,3 +276,89 @@ def test_slow_holder_never_misses_a_version(needs_pairkeyd, make_net):
                    "the last pings")
     assert not ping.lost(until=time.monotonic() - 1), ping.lost()
     assert sa(net, "br2", pair)["drops"]["unknown_version"] == 0
+
+
+def test_packet_limit(ks):
+    """6. With a soft limit of 100 packets per key version on the bridges,
+    every version of h1 and h2's key is reported when it reaches it and
+    rotated by the key server (audited with reason "packet limit"), again
+    and again, while h1 pings h2 every 10 ms without a loss."""
+    net, pk = ks
+    net.static_arp()
+    net.wait_ping("h1", "h2")
+    pair = pk.pair_id("h1", "h2")
+    v0 = versions(net, "br1", pair)[0]
+    net.appctl("pairkey/set-key-limits", "100", "100000")
+    with net.pinger("h1", "h2", interval=0.01) as ping:
+        wait_until(lambda: versions(net, "br1", pair)[0] >= v0 + 3, 15,
+                   "three rotations at the packet limit")
+        wait_until(lambda: len(ping.replies) >= len(ping.sent) - 2, 5,
+                   "the last pings")
+    assert not ping.lost(until=time.monotonic() - 1), ping.lost()
+    assert "\tpacket limit" in pk.ctl("audit").stdout
+
+
+# The key server is gone: the rotation the limit asks for never comes.
+KEY_SERVER_GONE = (
+    r"ovs-vswitchd\.log: .*\|rconn\|WARN\|br\d<->unix:\S+: connection "
+    r"(dropped|failed) .*$",
+)
+
+
+@pytest.mark.allow_log(*KEY_SERVER_GONE)
+def test_hard_limit_stops_encryption(ks):
+    """7. With the key server killed, nothing rotates the key of h1 and h2:
+    once a version encrypted the hard limit (50 packets) the bridges drop
+    what they would encrypt under it (key_exhausted): h1's pings stop
+    being answered, and nothing crosses the wire in the clear."""
+    net, pk = ks
+    net.static_arp()
+    net.wait_ping("h1", "h2")
+    pair = pk.pair_id("h1", "h2")
+    pk.kill()
+    net.appctl("pairkey/set-key-limits", "10", "50")
+    m = marker()
+    with net.capture() as cap:
+        with net.pinger("h1", "h2", interval=0.01) as ping:
+            wait_until(lambda: sa(net, "br1", pair).get("drops", {}).get(
+                "key_exhausted", 0) >= 10, 15, "br1 to stop encrypting")
+        net.udp_send("h1", "h2", 5555, m)
+    assert ping.lost(), "no ping lost after the hard limit"
+    assert len(ping.replies) <= 50
+    assert_wire_sealed(net, cap.frames, (MARKER, m))
+
+
+def test_self_heal_after_a_lost_version(ks):
+    """8. br2 loses the current version of h1 and h2's key behind the key
+    server's back (the SA replaced by hand with an older version and an
+    unrelated key): h1's frames reach br2 under a version it lacks, br2
+    reports it, and the key server installs the current version on br2
+    again (audited as "repush"), although it believed br2 held it.  h1
+    reaches h2 again within a second; nothing in the clear."""
+    net, pk = ks
+    net.static_arp()
+    net.wait_ping("h1", "h2")
+    pair, version = rotate(pk, "h1", "h2")
+    wait_until(lambda: rotated_everywhere(net, ("br1", "br2"), pair,
+                                          version), 5, "the rotation")
+    stale = os.path.join(net.ovs.rundir, "stale.key")
+    with open(stale, "w") as f:
+        f.write(secrets.token_hex(32) + "\n")
+    m = marker()
+    with net.capture() as cap:
+        net.ofctl("del-sa", "br2", "id=%d" % pair)
+        net.ofctl("add-sa", "br2", "id=%d,version=%d,key-file=%s"
+                  % (pair, version - 1, stale))
+        assert versions(net, "br2", pair) == [version - 1]
+        start = time.monotonic()
+        with net.pinger("h1", "h2", interval=0.01) as ping:
+            wait_until(lambda: len(ping.replies) >= 5, 10,
+                       "h1 to reach h2 again")
+            healed = min(ping.replies.values()) - start
+        net.udp_send("h1", "h2", 5555, m)
+    assert healed < 1.0, "healed after %.3f s" % healed
+    assert versions(net, "br2", pair)[0] == version
+    assert re.search(r"\trepush\th1\th2\t%d\tbr2\tversion mismatch$"
+                     % version, pk.ctl("audit").stdout, re.M), \
+        pk.ctl("audit").stdout[-1500:]
+    assert_wire_sealed(net, cap.frames, (MARKER, m))

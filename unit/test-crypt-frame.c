@@ -635,6 +635,7 @@ test_names(void **state)
         "ok", "bad_tag", "truncated", "bad_header", "unknown_sa",
         "unknown_version", "replay", "too_old", "too_big", "not_ethernet",
         "pn_exhausted", "too_many_senders", "not_ip", "fragment",
+        "key_exhausted",
     };
     static const char *const modes[] = { "eth", "l2", "l3", "nat" };
     enum crypt_cipher cipher;

@@ -1390,6 +1390,8 @@ test_audit(void **state)
                           &created));
     OK(store_rotate_pair_key(store, ab.pair_id, "br1", "version mismatch",
                              &rot));
+    OK(store_note_repush(store, "alice", "bob", rot.version, "br2",
+                         "version mismatch"));
     OK(store_get_group_key(store, &gk));
     OK(store_del_client(store, "bob", NULL, NULL));
     expect_error(store_add_client(store, "alice", mac_n(3)),
@@ -1404,6 +1406,7 @@ test_audit(void **state)
         { "enroll", "bob", "", 0, "", "mac 02:00:00:00:00:02" },
         { "issue", "alice", "bob", 1, "br0", "key request" },
         { "rotate", "alice", "bob", 2, "br1", "version mismatch" },
+        { "repush", "alice", "bob", 2, "br2", "version mismatch" },
         { "issue", "", "", 1, "", "group key" },
         { "unenroll", "bob", "", 0, "", "mac 02:00:00:00:00:02" },
         { "revoke", "alice", "bob", 2, "", "client bob unenrolled" },
@@ -1436,7 +1439,7 @@ test_audit(void **state)
     }
 
     /* Since a time: the rows at or after it, in order. */
-    long long int since = audit[3].time;
+    long long int since = audit[4].time;
     size_t n_since = 0;
     for (size_t i = 0; i < n; i++) {
         n_since += audit[i].time >= since;
