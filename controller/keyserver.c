@@ -222,8 +222,11 @@ struct parked {
 
 /* Keys rolled over together in two phases: their new versions for
  * receiving only on every holder, then, once every holder confirmed with a
- * barrier reply (or ROLLOVER_MSEC passed, or it went away), for sending.
- * No holder encrypts with a version another holder cannot decrypt. */
+ * barrier reply, for sending.  No holder encrypts with a version another
+ * holder cannot decrypt.  A holder that is not connected (its bridge may
+ * still forward under the old version) is waited for until it comes back
+ * and confirmed too, for ROLLOVER_ABSENT_MSEC at most; a connected one
+ * that does not answer, ROLLOVER_MSEC. */
 struct rollover {
     struct ovs_list list_node;  /* In struct keyserver's 'rollovers'. */
     struct key *keys;           /* New versions, wiped when done. */
@@ -233,10 +236,13 @@ struct rollover {
         ovs_be32 xid;           /* Of its barrier request. */
     } *waits;
     size_t n_waits;
+    uint64_t *absent;           /* Datapath ids of holders away. */
+    size_t n_absent;
     long long int deadline;
 };
 
 #define ROLLOVER_MSEC 2000
+#define ROLLOVER_ABSENT_MSEC (10 * 60 * 1000)
 
 /* At most this many parked frames, each for at most this long. */
 #define MAX_PARKED 256
@@ -245,6 +251,7 @@ struct rollover {
 static void switch_destroy(struct pk_switch *);
 static void rollover_barrier_reply(struct keyserver *, struct pk_switch *,
                                    ovs_be32 xid);
+static void rollover_switch_back(struct keyserver *, struct pk_switch *);
 static bool rollover_active(const struct keyserver *, int64_t sa_id);
 static size_t n_rolling(const struct keyserver *);
 static void rollover_forget_switch(struct keyserver *, struct pk_switch *);
@@ -1979,6 +1986,7 @@ process_features_reply(struct keyserver *ks, struct pk_switch *sw,
     sw->dpid = features.datapath_id;
     VLOG_INFO("%s: connected, datapath id %016"PRIx64, sw->name, sw->dpid);
     switch_program(ks, sw);
+    rollover_switch_back(ks, sw);
 
     /* The switch may hold flows of an earlier key server process that no
      * longer fit its marks (changed while no key server was there): see
@@ -2499,8 +2507,15 @@ rollover_finish(struct keyserver *ks, struct rollover *r)
             continue;
         }
         for (size_t i = 0; i < r->n_keys; i++) {
-            if (switch_find_sa(sw, r->keys[i].sa_id)) {
-                install_key(ks, sw, &r->keys[i]);
+            const struct key *k = &r->keys[i];
+            const struct held *h = find_held(ks, sw->dpid, k->sa_id);
+
+            /* A holder, or one that got the version for receiving on this
+             * connection (after coming back). */
+            if (switch_find_sa(sw, k->sa_id)
+                || (h && h->version == k->version
+                    && h->conn_seq == sw->conn_seq)) {
+                install_key(ks, sw, k);
             }
         }
     }
@@ -2509,7 +2524,60 @@ rollover_finish(struct keyserver *ks, struct rollover *r)
     }
     free(r->keys);
     free(r->waits);
+    free(r->absent);
     free(r);
+}
+
+static bool
+rollover_has_key(const struct rollover *r, int64_t sa_id)
+{
+    for (size_t i = 0; i < r->n_keys; i++) {
+        if (r->keys[i].sa_id == sa_id) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static void
+rollover_add_absent(struct rollover *r, uint64_t dpid)
+{
+    for (size_t i = 0; i < r->n_absent; i++) {
+        if (r->absent[i] == dpid) {
+            return;
+        }
+    }
+    r->absent = xrealloc(r->absent, (r->n_absent + 1) * sizeof *r->absent);
+    r->absent[r->n_absent++] = dpid;
+    r->deadline = time_msec() + ROLLOVER_ABSENT_MSEC;
+}
+
+/* Sends 'sw' the new version of each key of 'r' that it holds ('held' by
+ * its datapath id) for receiving only, and a barrier to wait for. */
+static void
+rollover_send_rx(struct keyserver *ks, struct rollover *r,
+                 struct pk_switch *sw)
+{
+    bool holder = false;
+
+    for (size_t i = 0; i < r->n_keys; i++) {
+        if (switch_find_sa(sw, r->keys[i].sa_id)
+            || find_held(ks, sw->dpid, r->keys[i].sa_id)) {
+            send_key(ks, sw, &r->keys[i], NXCSM_ADD_RX);
+            holder = true;
+        }
+    }
+    if (holder) {
+        struct ofpbuf *barrier = ofputil_encode_barrier_request(
+            rconn_get_version(sw->rconn));
+
+        r->waits = xrealloc(r->waits, (r->n_waits + 1) * sizeof *r->waits);
+        r->waits[r->n_waits].sw = sw;
+        r->waits[r->n_waits].xid = ((struct ofp_header *)
+                                    barrier->data)->xid;
+        r->n_waits++;
+        switch_send(sw, barrier);
+    }
 }
 
 /* Starts rolling keys 'sa_ids' over to new versions (audited with
@@ -2547,34 +2615,45 @@ rollover_start(struct keyserver *ks, const int64_t *sa_ids, size_t n,
 
     /* First phase: every holder decrypts the new versions. */
     LIST_FOR_EACH (sw, list_node, &ks->switches) {
-        bool holder = false;
-
-        if (!sw->have_dpid || !rconn_is_connected(sw->rconn)) {
-            continue;
-        }
-        for (size_t i = 0; i < r->n_keys; i++) {
-            if (switch_find_sa(sw, r->keys[i].sa_id)) {
-                send_key(ks, sw, &r->keys[i], NXCSM_ADD_RX);
-                holder = true;
-            }
-        }
-        if (holder) {
-            struct ofpbuf *barrier = ofputil_encode_barrier_request(
-                rconn_get_version(sw->rconn));
-
-            r->waits = xrealloc(r->waits,
-                                (r->n_waits + 1) * sizeof *r->waits);
-            r->waits[r->n_waits].sw = sw;
-            r->waits[r->n_waits].xid = ((struct ofp_header *)
-                                        barrier->data)->xid;
-            r->n_waits++;
-            switch_send(sw, barrier);
+        if (sw->have_dpid && rconn_is_connected(sw->rconn)) {
+            rollover_send_rx(ks, r, sw);
         }
     }
-    if (!r->n_waits) {
+
+    /* Holders that are away get theirs when they come back. */
+    if (r->n_keys) {
+        const struct held *h;
+
+        HMAP_FOR_EACH (h, node, &ks->held) {
+            struct pk_switch *there = find_switch(ks, h->dpid);
+
+            if ((!there || !rconn_is_connected(there->rconn))
+                && rollover_has_key(r, h->sa_id)) {
+                rollover_add_absent(r, h->dpid);
+            }
+        }
+    }
+    if (!r->n_waits && !r->n_absent) {
         rollover_finish(ks, r);
     }
     return n_keys;
+}
+
+/* 'sw' is back: the rollovers that waited for it go on with it. */
+static void
+rollover_switch_back(struct keyserver *ks, struct pk_switch *sw)
+{
+    struct rollover *r;
+
+    LIST_FOR_EACH (r, list_node, &ks->rollovers) {
+        for (size_t i = 0; i < r->n_absent; i++) {
+            if (r->absent[i] == sw->dpid) {
+                r->absent[i] = r->absent[--r->n_absent];
+                rollover_send_rx(ks, r, sw);
+                break;
+            }
+        }
+    }
 }
 
 static void
@@ -2587,7 +2666,7 @@ rollover_barrier_reply(struct keyserver *ks, struct pk_switch *sw,
         for (size_t i = 0; i < r->n_waits; i++) {
             if (r->waits[i].sw == sw && r->waits[i].xid == xid) {
                 r->waits[i] = r->waits[--r->n_waits];
-                if (!r->n_waits) {
+                if (!r->n_waits && !r->n_absent) {
                     rollover_finish(ks, r);
                 }
                 return;
@@ -2596,21 +2675,21 @@ rollover_barrier_reply(struct keyserver *ks, struct pk_switch *sw,
     }
 }
 
-/* 'sw' goes away: the rollovers no longer wait for it.  When it comes back
- * it gets the current versions like any reconnected bridge. */
+/* 'sw' goes away: the rollovers that waited for its confirmation wait for
+ * it to come back instead. */
 static void
 rollover_forget_switch(struct keyserver *ks, struct pk_switch *sw)
 {
     struct rollover *r;
 
-    LIST_FOR_EACH_SAFE (r, list_node, &ks->rollovers) {
+    LIST_FOR_EACH (r, list_node, &ks->rollovers) {
         for (size_t i = 0; i < r->n_waits; i++) {
             if (r->waits[i].sw == sw) {
                 r->waits[i--] = r->waits[--r->n_waits];
+                if (sw->have_dpid) {
+                    rollover_add_absent(r, sw->dpid);
+                }
             }
-        }
-        if (!r->n_waits) {
-            rollover_finish(ks, r);
         }
     }
 }
@@ -2634,7 +2713,8 @@ rollover_run(struct keyserver *ks)
     LIST_FOR_EACH_SAFE (r, list_node, &ks->rollovers) {
         if (now >= r->deadline) {
             VLOG_WARN("rollover of %"PRIuSIZE" keys: %"PRIuSIZE" switches "
-                      "did not confirm in time", r->n_keys, r->n_waits);
+                      "did not confirm in time, %"PRIuSIZE" did not come "
+                      "back", r->n_keys, r->n_waits, r->n_absent);
             rollover_finish(ks, r);
         }
     }

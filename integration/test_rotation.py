@@ -124,8 +124,8 @@ def test_hundred_rotations_lose_nothing(ks):
 
 # A switch that does not answer in time: the rollover finishes anyway.
 LATE = (
-    r"pairkeyd\.log: .*\|keyserver\|WARN\|rollover of 1 keys: 4 switches "
-    r"did not confirm in time$",
+    r"pairkeyd\.log: .*\|keyserver\|WARN\|rollover of 1 keys: \d+ "
+    r"switches did not confirm in time, \d+ did not come back$",
 )
 
 
@@ -185,34 +185,39 @@ AWAY = (
 
 @pytest.mark.allow_log(*AWAY)
 def test_rotation_while_a_holder_is_away(ks):
-    """3. br2 loses its controller; h1 and h2's key is rotated: br1 alone
-    moves to the new version, and br2 (flows and SAs kept, fail-secure)
-    is left on the old one, so h1's frames reach br2 under a version it
-    does not hold.  Once br2 is back, h1 reaches h2 again within a second
-    (br2's reconnection or the datapath's version report gets it the new
-    version).  Nothing crossed the wire in the clear meanwhile."""
+    """3. br2 loses its controller and h1 and h2's key is rotated: br1
+    gets the new version for receiving only and keeps encrypting with the
+    old one, which br2 still holds, for as long as br2 is away (the
+    rollover waits for it; pairkey/show counts it).  Once br2 is back it
+    gets the new version for receiving, confirms, and both switch over;
+    h1 then pings h2 every 10 ms without a loss, nothing crossed the wire
+    in the clear, no nonce twice.  (Frames to br2 while it has no
+    controller at all are lost whether or not a key rotates: OVS, not
+    pairkey; see the closing notes.)"""
     net, pk = ks
     net.static_arp()
     net.wait_ping("h1", "h2")
-    net.vsctl("del-controller", "br2")
-    wait_until(lambda: "br2" not in pk.connected(), 10,
-               "pairkeyd to lose br2")
+    pair = pk.pair_id("h1", "h2")
+    old = versions(net, "br1", pair)[0]
     m = marker()
     with net.capture() as cap:
-        pair, version = rotate(pk, "h1", "h2")
-        wait_until(lambda: rotated_everywhere(net, ("br1",), pair, version),
-                   5, "br1 to move on")
-        assert versions(net, "br2", pair)[:1] == [version - 1]
+        net.vsctl("del-controller", "br2")
+        wait_until(lambda: "br2" not in pk.connected(), 10,
+                   "pairkeyd to lose br2")
+        _, new = rotate(pk, "h1", "h2")
+        wait_until(lambda: versions(net, "br1", pair) == [old, new], 5,
+                   "br1 to decrypt version %d too" % new)
         net.udp_send("h1", "h2", 5555, m)
+        assert versions(net, "br1", pair) == [old, new]
+        assert versions(net, "br2", pair)[:1] == [old]
+        assert "keys rolling over: 1" in pk.ctl("show").stdout
+        net.set_controller(pk.listen[1:], ["br2"])
+        wait_until(lambda: rotated_everywhere(net, ("br1", "br2"), pair,
+                                              new), 10, "both to move on")
         with net.pinger("h1", "h2", interval=0.01) as ping:
-            wait_until(lambda: len(ping.sent) >= 20, 5, "pings")
-            start = time.monotonic()
-            net.set_controller(pk.listen[1:], ["br2"])
-            wait_until(lambda: len(ping.replies) >= 5, 10,
-                       "h1 to reach h2 again")
-            healed = min(ping.replies.values()) - start
-    assert healed < 1.0, "h1 reached h2 %.3f s after br2 came back" % healed
-    assert rotated_everywhere(net, ("br1", "br2"), pair, version)
+            wait_until(lambda: len(ping.replies) >= 100, 10, "pings")
+    assert not ping.lost(until=time.monotonic() - 1), ping.lost()
+    assert "keys rolling over: 0" in pk.ctl("show").stdout
     assert_wire_sealed(net, cap.frames, (MARKER, m))
     assert not nonce_repeats(sealed_frames(cap.frames))
 
