@@ -191,9 +191,10 @@ def test_rotation_while_a_holder_is_away(ks):
     rollover waits for it; pairkey/show counts it).  Once br2 is back it
     gets the new version for receiving, confirms, and both switch over;
     h1 then pings h2 every 10 ms without a loss, nothing crossed the wire
-    in the clear, no nonce twice.  (Frames to br2 while it has no
-    controller at all are lost whether or not a key rotates: OVS, not
-    pairkey; see the closing notes.)"""
+    in the clear, no nonce twice.  (Removing a bridge's only controller
+    makes OVS flush its flows, so br2 forwards nothing while it has none:
+    a controller that is merely unreachable leaves the flows alone, see
+    test_keyserver_kill9.)"""
     net, pk = ks
     net.static_arp()
     net.wait_ping("h1", "h2")
