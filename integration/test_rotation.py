@@ -368,3 +368,34 @@ def test_self_heal_after_a_lost_version(ks):
                      % version, pk.ctl("audit").stdout, re.M), \
         pk.ctl("audit").stdout[-1500:]
     assert_wire_sealed(net, cap.frames, (MARKER, m))
+
+
+def test_self_heal_of_a_lagging_sender(ks):
+    """9. The other case: the sender's bridge is left on an older version
+    (br1's SA replaced by hand with a version two rotations back and an
+    unrelated key), so br2 gets frames under a version it no longer holds
+    and reports them; the key server installs the current version on the
+    sender's bridge, br1, although it believed br1 held it.  h1 reaches
+    h2 again within a second (fails without the re-install)."""
+    net, pk = ks
+    net.static_arp()
+    net.wait_ping("h1", "h2")
+    for _ in range(2):
+        pair, version = rotate(pk, "h1", "h2")
+        wait_until(lambda: rotated_everywhere(net, ("br1", "br2"), pair,
+                                              version), 5, "the rotation")
+    stale = os.path.join(net.ovs.rundir, "stale.key")
+    with open(stale, "w") as f:
+        f.write(secrets.token_hex(32) + "\n")
+    net.ofctl("del-sa", "br1", "id=%d" % pair)
+    net.ofctl("add-sa", "br1", "id=%d,version=%d,key-file=%s"
+              % (pair, version - 2, stale))
+    start = time.monotonic()
+    with net.pinger("h1", "h2", interval=0.01) as ping:
+        wait_until(lambda: len(ping.replies) >= 5, 10,
+                   "h1 to reach h2 again")
+        healed = min(ping.replies.values()) - start
+    assert healed < 1.0, "healed after %.3f s" % healed
+    assert versions(net, "br1", pair)[0] == version
+    assert sa(net, "br2", pair)["drops"]["unknown_version"] >= 1
+    assert "\trepush\th1\th2\t%d\t" % version in pk.ctl("audit").stdout
