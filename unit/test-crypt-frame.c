@@ -31,6 +31,7 @@
 #include <cmocka.h>
 
 #include "crypt-frame.h"
+#include "crypt-test.h"
 #include "vectors.h"
 
 #define N_FRAME_VECTORS (sizeof frame_vectors / sizeof frame_vectors[0])
@@ -38,7 +39,6 @@
 
 /* Room for the largest vector, sealed, plus canary bytes after it. */
 #define BUF_LEN 2048
-#define CANARY 0xa5
 
 static const uint8_t mac_a[CRYPT_MAC_LEN] = { 0x02, 0, 0, 0, 0xaa, 0x01 };
 static const uint8_t mac_b[CRYPT_MAC_LEN] = { 0x02, 0, 0, 0, 0xbb, 0x02 };
@@ -49,27 +49,10 @@ static const uint8_t test_key[CRYPT_KEY_LEN] = {
     0x74, 0x20, 0x73, 0x65, 0x63, 0x72, 0x65, 0x74,
 };
 
-static const enum crypt_cipher all_ciphers[] = {
-    CRYPT_CIPHER_AES256GCM,
-    CRYPT_CIPHER_CHACHA20POLY1305,
-};
-#define N_CIPHERS (sizeof all_ciphers / sizeof all_ciphers[0])
-
 /* A buffer for sealing, aligned like a packet buffer. */
 struct frame_buf {
     _Alignas(64) uint8_t bytes[BUF_LEN];
 };
-
-/* AEAD state must be 16-byte aligned; the type says so, but keep it
- * explicit since these live on the stack. */
-static void
-init_aead(struct crypt_aead *aead, enum crypt_cipher cipher,
-          const uint8_t *key, const uint8_t *mac)
-{
-    assert_int_equal(crypt_aead_init(aead, cipher, key, mac), 0);
-    assert_int_equal((uintptr_t) aead % 16, 0);
-    assert_int_equal(aead->cipher, cipher);
-}
 
 /* Copies 'plain' into 'buf' behind the head room, seals it, and returns the
  * sealed length. */
@@ -82,28 +65,6 @@ seal_into(struct frame_buf *buf, const struct crypt_aead *aead,
     memcpy(buf->bytes + CRYPT_HEAD_GROWTH, plain, plain_len);
     crypt_frame_seal(aead, key_version, pn, buf->bytes, plain_len);
     return plain_len + CRYPT_OVERHEAD;
-}
-
-static bool
-all_canary(const uint8_t *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (p[i] != CANARY) {
-            return false;
-        }
-    }
-    return true;
-}
-
-static bool
-skip_unavailable(enum crypt_cipher cipher)
-{
-    if (!crypt_cipher_is_available(cipher)) {
-        print_message("%s not available on this CPU, skipped\n",
-                      crypt_cipher_name(cipher));
-        return true;
-    }
-    return false;
 }
 
 static int
@@ -405,18 +366,6 @@ test_bad_header(void **state)
         assert_int_equal(crypt_frame_parse(buf.bytes, v->sealed_len, &info),
                          CRYPT_DROP_BAD_HEADER);
     }
-}
-
-/* Counts the byte positions where 'a' and 'b' agree. */
-static size_t
-count_equal(const uint8_t *a, const uint8_t *b, size_t n)
-{
-    size_t equal = 0;
-
-    for (size_t i = 0; i < n; i++) {
-        equal += a[i] == b[i];
-    }
-    return equal;
 }
 
 /* The two holders of a pair key seal with the same key, the same PN and even

@@ -32,6 +32,7 @@
 #include <cmocka.h>
 
 #include "crypt-frame.h"
+#include "crypt-test.h"
 #include "vectors.h"
 
 #define N_MODE_VECTORS (sizeof mode_vectors / sizeof mode_vectors[0])
@@ -39,7 +40,6 @@
 /* Room for the largest vector, sealed, with canary bytes on both sides. */
 #define BUF_LEN 2048
 #define HEAD_ROOM 64
-#define CANARY 0xa5
 
 /* Ethernet, IPv4 and UDP as the tests need them, written down here and not
  * taken from the codec. */
@@ -65,12 +65,6 @@ static const uint8_t test_key[CRYPT_KEY_LEN] = {
     0x74, 0x20, 0x6b, 0x65, 0x79, 0x20, 0x6e, 0x6f,
     0x74, 0x20, 0x73, 0x65, 0x63, 0x72, 0x65, 0x74,
 };
-
-static const enum crypt_cipher all_ciphers[] = {
-    CRYPT_CIPHER_AES256GCM,
-    CRYPT_CIPHER_CHACHA20POLY1305,
-};
-#define N_CIPHERS (sizeof all_ciphers / sizeof all_ciphers[0])
 
 static const enum crypt_mode sender_modes[] = {
     CRYPT_MODE_L2,
@@ -122,32 +116,12 @@ guarded_copy(const uint8_t *frame, size_t len)
     return p;
 }
 
-static bool
-all_canary(const uint8_t *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (p[i] != CANARY) {
-            return false;
-        }
-    }
-    return true;
-}
-
 static void
 assert_canaries(struct frame_buf *buf, size_t len)
 {
     assert_true(all_canary(buf->bytes, HEAD_ROOM));
     assert_true(all_canary(frame_of(buf) + len,
                            sizeof buf->bytes - HEAD_ROOM - len));
-}
-
-static void
-init_aead(struct crypt_aead *aead, enum crypt_cipher cipher,
-          const uint8_t *key, const uint8_t *sender)
-{
-    assert_int_equal(crypt_aead_init(aead, cipher, key, sender), 0);
-    assert_int_equal((uintptr_t) aead % 16, 0);
-    assert_int_equal(aead->cipher, cipher);
 }
 
 /* Copies 'plain' into 'buf' behind the room that 'mode' needs, seals it and
@@ -172,17 +146,6 @@ seal_vector(struct frame_buf *buf, const struct crypt_aead *aead,
 {
     return seal_into(buf, aead, v->mode, v->key_version, v->pn, v->sender,
                      v->plain, v->plain_len);
-}
-
-static bool
-skip_unavailable(enum crypt_cipher cipher)
-{
-    if (!crypt_cipher_is_available(cipher)) {
-        print_message("%s not available on this CPU, skipped\n",
-                      crypt_cipher_name(cipher));
-        return true;
-    }
-    return false;
 }
 
 static const struct mode_vector *
@@ -1242,18 +1205,6 @@ test_parse_refusals(void **state)
     }
     assert_true(n >= 8);
     crypt_aead_wipe(&aead);
-}
-
-/* Counts the byte positions where 'a' and 'b' agree. */
-static size_t
-count_equal(const uint8_t *a, const uint8_t *b, size_t n)
-{
-    size_t equal = 0;
-
-    for (size_t i = 0; i < n; i++) {
-        equal += a[i] == b[i];
-    }
-    return equal;
 }
 
 /* A plain frame of 'len' bytes for 'mode' with an all-zero payload: for the
