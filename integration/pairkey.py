@@ -137,10 +137,12 @@ def parse_show(text):
 
         {'br1': {'unknown_sa': 0,
                  'sa': {1: {'cipher': 'aes-256-gcm', 'versions': [2, 1],
+                            'kcv': ['0a1b2c3d', '12345678'],
                             'encrypted': {'packets': 10, 'bytes': 1500},
                             'decrypted': {...}, 'drops': {...}}}}}
 
-    'versions' is always a list (current first).  Unknown key=value fields
+    'versions' is always a list (current first), and 'kcv' a list of
+    strings, one key check value per version.  Unknown key=value fields
     are kept; unknown lines are ignored."""
     result = {}
     bridge = sa = None
@@ -161,6 +163,8 @@ def parse_show(text):
             sa = _pairs(m.group(2))
             v = sa.get("versions")
             sa["versions"] = [v] if isinstance(v, int) else (v or [])
+            kcv = re.search(r"(?:^|\s)kcv=(\S+)", m.group(2))
+            sa["kcv"] = kcv.group(1).split(",") if kcv else []
             bridge["sa"][int(m.group(1))] = sa
             sa_indent = indent
             continue

@@ -10,7 +10,7 @@ from pairkey import (ETH_HLEN, ETH_P_PAIRKEY, HEADER, OVERHEAD, Key, counter,
 SHOW = """\
 br1:
   unknown_sa=0
-  sa 1: cipher=aes-256-gcm versions=2,1
+  sa 1: cipher=aes-256-gcm versions=2,1 kcv=0a1b2c3d,12345678
     encrypted: packets=10 bytes=1500
     decrypted: packets=9 bytes=1400
     drops: bad_tag=1 truncated=0 bad_header=0 unknown_version=0 replay=3 \
@@ -30,11 +30,13 @@ def test_parse_show():
     sa1 = st["br1"]["sa"][1]
     assert sa1["cipher"] == "aes-256-gcm"
     assert sa1["versions"] == [2, 1]
+    assert sa1["kcv"] == ["0a1b2c3d", "12345678"]
     assert sa1["encrypted"] == {"packets": 10, "bytes": 1500}
     assert sa1["decrypted"]["packets"] == 9
     assert sa1["drops"]["replay"] == 3
     sa7 = st["br1"]["sa"][7]
     assert sa7["versions"] == [4]
+    assert sa7["kcv"] == []
     assert sa7["future_field"] == "x"
     assert sa7["drops"]["new_reason"] == 5
     assert st["br2"] == {"sa": {}, "unknown_sa": 2, "something": "else"}

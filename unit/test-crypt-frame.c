@@ -584,7 +584,7 @@ test_names(void **state)
         "ok", "bad_tag", "truncated", "bad_header", "unknown_sa",
         "unknown_version", "replay", "too_old", "too_big", "not_ethernet",
         "pn_exhausted", "too_many_senders", "not_ip", "fragment",
-        "key_exhausted",
+        "key_exhausted", "wrong_cipher", "reflected",
     };
     static const char *const modes[] = { "eth", "l2", "l3", "nat" };
     enum crypt_cipher cipher;
