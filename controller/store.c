@@ -24,6 +24,7 @@
 #include <stdarg.h>
 #include <string.h>
 
+#include "crypt-frame.h"
 #include "openvswitch/dynamic-string.h"
 #include "openvswitch/util.h"
 #include "openvswitch/vlog.h"
@@ -44,7 +45,8 @@ VLOG_DEFINE_THIS_MODULE(store);
 #define CLIENT_COLS "id, mac, created, kind"
 #define OUTSIDE_COLS "mac, gateway, learned"
 #define PAIR_COLS "pair_id, id_a, id_b, version, key, created, updated"
-#define AUDIT_COLS "seq, time, event, id_a, id_b, version, switch, reason"
+#define AUDIT_COLS \
+    "seq, time, event, id_a, id_b, version, switch, reason, kcv"
 #define PEER_COLS "name, remote, created, kind"
 
 #define STORE_STMTS                                                       \
@@ -149,8 +151,8 @@ VLOG_DEFINE_THIS_MODULE(store);
          " updated = excluded.updated")                                   \
     STMT(AUDIT_INSERT,                                                    \
          "INSERT INTO audit (time, event, id_a, id_b, version, switch,"   \
-         " reason) VALUES (:now, :event, :id_a, :id_b, :version,"         \
-         " :switch, :reason)")                                            \
+         " reason, kcv) VALUES (:now, :event, :id_a, :id_b, :version,"    \
+         " :switch, :reason, :kcv)")                                      \
     STMT(AUDIT_REVOKE_CLIENT,                                             \
          "INSERT INTO audit (time, event, id_a, id_b, version, reason)"   \
          " SELECT :now, 'revoke', id_a, id_b, version, :reason"           \
@@ -482,6 +484,7 @@ audit_from_row(sqlite3_stmt *stmt, struct store_audit *a)
     a->version = column_u32(stmt, 5);
     column_strlcpy(stmt, 6, a->switch_name, sizeof a->switch_name);
     column_strlcpy(stmt, 7, a->reason, sizeof a->reason);
+    column_strlcpy(stmt, 8, a->kcv, sizeof a->kcv);
 }
 
 /* Opening. */
@@ -938,10 +941,14 @@ store_batch_abort(struct store *store)
 
 /* Audit log. */
 
+/* Adds an entry to the audit log.  An entry about a key version has
+ * 'version' nonzero and 'key' its bytes, of which only the check value is
+ * recorded. */
 static char * OVS_WARN_UNUSED_RESULT
-audit_add(struct store *store, const char *event, const char *id_a,
-          const char *id_b, uint32_t version, const char *switch_name,
-          const char *reason)
+audit_add_key(struct store *store, const char *event, const char *id_a,
+              const char *id_b, uint32_t version,
+              const uint8_t key[STORE_KEY_LEN], const char *switch_name,
+              const char *reason)
 {
     sqlite3_stmt *stmt = stmt_get(store, S_AUDIT_INSERT);
 
@@ -954,21 +961,36 @@ audit_add(struct store *store, const char *event, const char *id_a,
     }
     bind_text(stmt, ":switch", switch_name);
     bind_text(stmt, ":reason", reason);
+    if (key) {
+        char kcv[STORE_KCV_LEN + 1];
+
+        store_key_kcv(key, kcv);
+        bind_text(stmt, ":kcv", kcv);
+    }
     return stmt_exec(store, stmt);
+}
+
+static char * OVS_WARN_UNUSED_RESULT
+audit_add(struct store *store, const char *event, const char *id_a,
+          const char *id_b, uint32_t version, const char *switch_name,
+          const char *reason)
+{
+    return audit_add_key(store, event, id_a, id_b, version, NULL,
+                         switch_name, reason);
 }
 
 char *
 store_note_repush(struct store *store, const char *id1, const char *id2,
-                  uint32_t version, const char *switch_name,
-                  const char *reason)
+                  uint32_t version, const uint8_t key[STORE_KEY_LEN],
+                  const char *switch_name, const char *reason)
 {
     char *error;
 
     set_op(store, "cannot record re-push of key of '%s' and '%s'", id1, id2);
     error = change_begin(store);
     if (!error) {
-        error = audit_add(store, "repush", id1, id2, version, switch_name,
-                          reason);
+        error = audit_add_key(store, "repush", id1, id2, version, key,
+                              switch_name, reason);
     }
     return change_end(store, error);
 }
@@ -1621,7 +1643,8 @@ create_pair_key__(struct store *store, const char *id1, const char *id2,
     pk->created = pk->updated = now;
     *created = true;
 
-    return audit_add(store, "issue", id_a, id_b, 1, switch_name, reason);
+    return audit_add_key(store, "issue", id_a, id_b, 1, pk->key,
+                         switch_name, reason);
 }
 
 char *
@@ -1699,8 +1722,8 @@ rotate_pair_key__(struct store *store, int64_t pair_id,
         pk->version++;
         memcpy(pk->key, key, sizeof pk->key);
         pk->updated = now;
-        error = audit_add(store, "rotate", pk->id_a, pk->id_b, pk->version,
-                          switch_name, reason);
+        error = audit_add_key(store, "rotate", pk->id_a, pk->id_b,
+                              pk->version, pk->key, switch_name, reason);
     }
     store_key_wipe(key, sizeof key);
     return error;
@@ -1740,8 +1763,8 @@ displace_pair(struct store *store, const struct store_pair_key *old,
     if (!error) {
         char *reason = xasprintf("pair %"PRId64" obtained for %s and %s",
                                  old->pair_id, id_a, id_b);
-        error = audit_add(store, "revoke", old->id_a, old->id_b,
-                          old->version, NULL, reason);
+        error = audit_add_key(store, "revoke", old->id_a, old->id_b,
+                              old->version, old->key, NULL, reason);
         free(reason);
     }
     return error;
@@ -1821,8 +1844,8 @@ put_pair_key__(struct store *store, const struct store_pair_key *pk,
     error = stmt_exec(store, stmt);
     if (!error) {
         char *reason = xasprintf("pair %"PRId64, pk->pair_id);
-        error = audit_add(store, "obtain", id_a, id_b, pk->version, NULL,
-                          reason);
+        error = audit_add_key(store, "obtain", id_a, id_b, pk->version,
+                              pk->key, NULL, reason);
         free(reason);
     }
 
@@ -1981,8 +2004,8 @@ new_group_key__(struct store *store, bool rotate,
         gk->version = version;
         memcpy(gk->key, key, sizeof gk->key);
         gk->updated = now;
-        error = audit_add(store, found ? "rotate" : "issue", NULL, NULL,
-                          version, NULL, "group key");
+        error = audit_add_key(store, found ? "rotate" : "issue", NULL, NULL,
+                              version, key, NULL, "group key");
     }
     store_key_wipe(key, sizeof key);
     return error;
@@ -2056,8 +2079,8 @@ store_put_group_key(struct store *store, const struct store_group_key *gk)
         bind_now(stmt);
         error = stmt_exec(store, stmt);
         if (!error) {
-            error = audit_add(store, "obtain", NULL, NULL, gk->version, NULL,
-                              "group key");
+            error = audit_add_key(store, "obtain", NULL, NULL, gk->version,
+                                  gk->key, NULL, "group key");
         }
     }
     store_key_wipe(&old, sizeof old);
@@ -2105,8 +2128,8 @@ store_revoke_pair(struct store *store, const char *id1, const char *id2,
         error = stmt_exec(store, stmt);
     }
     if (!error) {
-        error = audit_add(store, "revoke", id_a, id_b, pk.version, NULL,
-                          "revoke-key");
+        error = audit_add_key(store, "revoke", id_a, id_b, pk.version,
+                              pk.key, NULL, "revoke-key");
     }
     error = change_end(store, error);
     if (!error) {
@@ -2360,8 +2383,8 @@ put_netkey__(struct store *store, const char *peer,
     bind_int64(stmt, ":now", nk->updated);
     error = stmt_exec(store, stmt);
     if (!error) {
-        error = audit_add(store, event, peer, NULL, nk->version, NULL,
-                          "netkey");
+        error = audit_add_key(store, event, peer, NULL, nk->version,
+                              nk->key, NULL, "netkey");
     }
     return error;
 }
@@ -2490,6 +2513,18 @@ void
 store_key_wipe(void *key, size_t n)
 {
     sodium_memzero(key, n);
+}
+
+BUILD_ASSERT_DECL(STORE_KEY_LEN == CRYPT_KEY_LEN);
+BUILD_ASSERT_DECL(STORE_KCV_LEN == 2 * CRYPT_KCV_LEN);
+
+void
+store_key_kcv(const uint8_t key[STORE_KEY_LEN], char kcv[STORE_KCV_LEN + 1])
+{
+    uint8_t check[CRYPT_CHECK_LEN];
+
+    crypt_key_check(key, check);
+    crypt_kcv_format(check, kcv);
 }
 
 bool

@@ -48,6 +48,7 @@
 #include "openvswitch/types.h"
 
 #define STORE_KEY_LEN 32
+#define STORE_KCV_LEN 8         /* Hexadecimal digits of a key check value. */
 #define STORE_ID_MAX_LEN 64
 
 /* Pair ids are SA ids on the switches: 1...STORE_PAIR_ID_MAX.  The SA ids
@@ -311,11 +312,12 @@ char *store_put_netkey(struct store *, const char *peer,
                        const struct store_netkey *)
     OVS_WARN_UNUSED_RESULT;
 
-/* Records that the current version of the key of pair ('id1', 'id2') was
- * installed again on switch 'switch_name' because a frame showed that a
- * holder lacked it (audited as "repush" with 'reason'). */
+/* Records that version 'version' of the key of pair ('id1', 'id2'), with
+ * bytes 'key', was installed again on switch 'switch_name' because a frame
+ * showed that a holder lacked it (audited as "repush" with 'reason'). */
 char *store_note_repush(struct store *, const char *id1, const char *id2,
-                        uint32_t version, const char *switch_name,
+                        uint32_t version, const uint8_t key[STORE_KEY_LEN],
+                        const char *switch_name,
                         const char *reason) OVS_WARN_UNUSED_RESULT;
 
 /* Audit log.  Events: "enroll", "unenroll", "issue", "rotate", "revoke",
@@ -331,6 +333,7 @@ struct store_audit {
     uint32_t version;
     char switch_name[64];
     char reason[64];
+    char kcv[STORE_KCV_LEN + 1];        /* Key check value, or empty. */
 };
 
 /* Stores the entries with 'time' >= 'since', in 'seq' order, in '*entries'
@@ -344,6 +347,12 @@ size_t store_count_pair_keys(struct store *);
 
 /* Wipes key bytes. */
 void store_key_wipe(void *key, size_t n);
+
+/* Formats the key check value of 'key' (crypt_key_check(), as "ovs-appctl
+ * pairkey/show" prints it) into 'kcv'. */
+void store_key_kcv(const uint8_t key[STORE_KEY_LEN],
+                   char kcv[STORE_KCV_LEN + 1]);
+
 
 /* For unit tests: store_open() with another schema, 'schema_sql' at version
  * 'n_migrations', reached from an empty database by 'migrations'.  It must

@@ -58,12 +58,14 @@ CREATE TABLE audit (
     time INTEGER NOT NULL,             -- Milliseconds since the epoch.
     event TEXT NOT NULL,               -- enroll, unenroll, issue, rotate,
                                        -- revoke, learn, unlearn, peer,
-                                       -- unpeer, obtain.
+                                       -- unpeer, obtain, repush.
     id_a TEXT,
     id_b TEXT,
     version INTEGER,
     switch TEXT,                       -- The switch that asked, if any.
-    reason TEXT
+    reason TEXT,
+    kcv TEXT                           -- Key check value of the version.
+        CHECK (kcv GLOB '[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]')
 ) STRICT;
 
 CREATE INDEX audit_time ON audit (time);

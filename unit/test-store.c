@@ -1390,26 +1390,27 @@ test_audit(void **state)
                           &created));
     OK(store_rotate_pair_key(store, ab.pair_id, "br1", "version mismatch",
                              &rot));
-    OK(store_note_repush(store, "alice", "bob", rot.version, "br2",
+    OK(store_note_repush(store, "alice", "bob", rot.version, rot.key, "br2",
                          "version mismatch"));
     OK(store_get_group_key(store, &gk));
     OK(store_del_client(store, "bob", NULL, NULL));
     expect_error(store_add_client(store, "alice", mac_n(3)),
                  "client 'alice' already exists");
 
-    static const struct {
+    const struct {
         const char *event, *id_a, *id_b;
         uint32_t version;
         const char *switch_name, *reason;
+        const uint8_t *key;     /* Whose check value is recorded. */
     } expected[] = {
-        { "enroll", "alice", "", 0, "", "mac 02:00:00:00:00:01" },
-        { "enroll", "bob", "", 0, "", "mac 02:00:00:00:00:02" },
-        { "issue", "alice", "bob", 1, "br0", "key request" },
-        { "rotate", "alice", "bob", 2, "br1", "version mismatch" },
-        { "repush", "alice", "bob", 2, "br2", "version mismatch" },
-        { "issue", "", "", 1, "", "group key" },
-        { "unenroll", "bob", "", 0, "", "mac 02:00:00:00:00:02" },
-        { "revoke", "alice", "bob", 2, "", "client bob unenrolled" },
+        { "enroll", "alice", "", 0, "", "mac 02:00:00:00:00:01", NULL },
+        { "enroll", "bob", "", 0, "", "mac 02:00:00:00:00:02", NULL },
+        { "issue", "alice", "bob", 1, "br0", "key request", ab.key },
+        { "rotate", "alice", "bob", 2, "br1", "version mismatch", rot.key },
+        { "repush", "alice", "bob", 2, "br2", "version mismatch", rot.key },
+        { "issue", "", "", 1, "", "group key", gk.key },
+        { "unenroll", "bob", "", 0, "", "mac 02:00:00:00:00:02", NULL },
+        { "revoke", "alice", "bob", 2, "", "client bob unenrolled", NULL },
     };
 
     store_list_audit(store, 0, &audit, &n);
@@ -1423,6 +1424,14 @@ test_audit(void **state)
         assert_int_equal(a->version, expected[i].version);
         assert_string_equal(a->switch_name, expected[i].switch_name);
         assert_string_equal(a->reason, expected[i].reason);
+        if (expected[i].key) {
+            char kcv[STORE_KCV_LEN + 1];
+
+            store_key_kcv(expected[i].key, kcv);
+            assert_string_equal(a->kcv, kcv);
+        } else {
+            assert_string_equal(a->kcv, "");
+        }
         assert_true(a->time >= start);
         if (i) {
             assert_true(a->seq > audit[i - 1].seq);
@@ -1430,7 +1439,7 @@ test_audit(void **state)
 
         /* No key bytes in any field. */
         const char *fields[] = { a->event, a->id_a, a->id_b,
-                                 a->switch_name, a->reason };
+                                 a->switch_name, a->reason, a->kcv };
         for (size_t j = 0; j < ARRAY_SIZE(fields); j++) {
             assert_false(contains_key(fields[j], ab.key));
             assert_false(contains_key(fields[j], rot.key));
@@ -1458,7 +1467,7 @@ test_audit(void **state)
                              "(SELECT name FROM pragma_table_info('audit') "
                              "ORDER BY cid)");
     assert_string_equal(columns,
-                        "seq,time,event,id_a,id_b,version,switch,reason");
+                        "seq,time,event,id_a,id_b,version,switch,reason,kcv");
     free(columns);
     assert_int_equal(raw_int(f->path, "SELECT count(*) FROM audit WHERE "
                              "'blob' IN (typeof(seq), typeof(time), "
