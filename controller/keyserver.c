@@ -18,6 +18,7 @@
 #include "keyserver.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,6 +37,7 @@
 #include "openvswitch/ofp-actions.h"
 #include "openvswitch/ofp-errors.h"
 #include "openvswitch/ofp-flow.h"
+#include "openvswitch/ofp-meter.h"
 #include "openvswitch/ofp-msgs.h"
 #include "openvswitch/ofp-packet.h"
 #include "openvswitch/ofp-print.h"
@@ -88,12 +90,23 @@ static const struct eth_addr group_bit = ETH_ADDR_C(01, 00, 00, 00, 00, 00);
 /* Seconds a refused destination is dropped before it may ask again. */
 #define REFUSED_IDLE_TIMEOUT 10
 
+/* A set of SA ids. */
+struct sa_queue {
+    int64_t *ids;
+    size_t n, allocated;
+};
+
 /* A key version installed on a switch connection. */
 struct sa_entry {
     struct hmap_node node;      /* In struct pk_switch's 'sas'. */
     int64_t sa_id;
     uint32_t version;
+    long long int next_verify;  /* Earliest time to ask the switch again
+                                 * whether it still holds 'version'. */
 };
+
+/* At most one NXCSM_VERIFY per key and switch in this many ms. */
+#define VERIFY_MSEC 1000
 
 /* A pair flow as last sent to a switch.  Frames that miss while the flow is
  * on its way arrive as repeated key requests; those are answered from here
@@ -184,19 +197,33 @@ struct keyserver {
     /* Keys being rolled over (see rollover_start()). */
     struct ovs_list rollovers;  /* Contains "struct rollover"s. */
 
+    /* Packets per second each port may send to the key server. */
+    unsigned int request_rate;
+
     /* Automatic rotation: every key older than this, 0 for none. */
     long long int rekey_msec;
     long long int next_rekey;
 
-    /* Keys that reached their packet limit, to rotate at the next run. */
-    int64_t *limited;
-    size_t n_limited, allocated_limited;
+    /* Keys to rotate at the next run, outside the store batch of
+     * keyserver_run() (a rollover is a transaction of its own): keys that
+     * reached their packet limit, and keys that a holder lost. */
+    struct sa_queue limited;
+    struct sa_queue lost;
 
     /* Statistics. */
     uint64_t n_requests;
     uint64_t n_refused;
     uint64_t n_repeated;        /* Answered from 'pair_flows'. */
     uint64_t n_keys_issued;
+
+    /* Version reports (see process_version_report()). */
+    uint64_t n_reports;
+    uint64_t n_reports_ignored; /* Not about a pair this switch serves. */
+    uint64_t n_reports_repushed;        /* Holder we never gave it to. */
+    uint64_t n_reports_verified;        /* Led to an NXCSM_VERIFY. */
+    uint64_t n_reports_limited; /* Within VERIFY_MSEC of the last one. */
+    uint64_t n_keys_lost;       /* Holders that answered the verify with a
+                                 * mismatch. */
 };
 
 struct key {
@@ -272,6 +299,7 @@ keyserver_create(struct store *store, struct marks *marks,
     ks->store = store;
     ks->marks = marks;
     ks->miss_policy = miss_policy;
+    ks->request_rate = KEYSERVER_REQUEST_RATE;
     ovs_list_init(&ks->switches);
     ks->next_conn_seq = 1;
     ks->marks_seqno = marks_seqno(marks);
@@ -338,7 +366,8 @@ keyserver_destroy(struct keyserver *ks)
         LIST_FOR_EACH_SAFE (p, list_node, &ks->parked) {
             parked_free(ks, p);
         }
-        free(ks->limited);
+        free(ks->limited.ids);
+        free(ks->lost.ids);
 
         struct rollover *r;
         LIST_FOR_EACH_SAFE (r, list_node, &ks->rollovers) {
@@ -636,9 +665,26 @@ install_key(struct keyserver *ks, struct pk_switch *sw, const struct key *key)
     if (!e) {
         e = xmalloc(sizeof *e);
         e->sa_id = key->sa_id;
+        e->next_verify = LLONG_MIN;
         hmap_insert(&sw->sas, &e->node, sa_hash(key->sa_id));
     }
     e->version = key->version;
+}
+
+/* Asks 'sw' whether it holds 'key' (NXCSM_VERIFY: only its check value
+ * travels).  A mismatch comes back as an error, see process_error(). */
+static void
+verify_key(struct pk_switch *sw, const struct key *key)
+{
+    struct ofputil_crypt_sa_mod mod = {
+        .command = NXCSM_VERIFY,
+        .sa_id = key->sa_id,
+        .key_version = key->version,
+    };
+
+    crypt_key_check(key->bytes, mod.key);
+    switch_send(sw, ofputil_encode_crypt_sa_mod(
+                    &mod, rconn_get_version(sw->rconn)));
 }
 
 /* Deletes SA 'sa_id' from 'sw'.  Sent even if this process never installed
@@ -1071,6 +1117,49 @@ put_controller(struct ofpbuf *ofpacts)
     ofpact_finish_CONTROLLER(ofpacts, &oc);
 }
 
+/* Replaces 'ofpacts' by the actions that send a frame from port 'port' to
+ * the key server, through the port's meter. */
+static void
+put_metered_controller(struct ofpbuf *ofpacts, const struct pk_switch *sw,
+                       ofp_port_t port)
+{
+    ofpbuf_clear(ofpacts);
+    if (sw->ks->request_rate) {
+        ofpact_put_METER(ofpacts)->meter_id = ofp_to_u16(port);
+    }
+    put_controller(ofpacts);
+}
+
+/* Creates or updates the meter of port 'port' of 'sw': one of the two
+ * fails (the meter exists, or not yet), which process_error() expects. */
+static void
+set_port_meter(struct pk_switch *sw, ofp_port_t port)
+{
+    struct ofputil_meter_band band = {
+        .type = OFPMBT13_DROP,
+        .rate = sw->ks->request_rate,
+        .burst_size = sw->ks->request_rate,
+    };
+    struct ofputil_meter_mod mm = {
+        .meter = {
+            .meter_id = ofp_to_u16(port),
+            .flags = OFPMF13_PKTPS | OFPMF13_BURST,
+            .n_bands = 1,
+            .bands = &band,
+        },
+    };
+
+    if (!sw->ks->request_rate) {
+        return;
+    }
+    mm.command = OFPMC13_ADD;
+    switch_send(sw, ofputil_encode_meter_mod(rconn_get_version(sw->rconn),
+                                             &mm));
+    mm.command = OFPMC13_MODIFY;
+    switch_send(sw, ofputil_encode_meter_mod(rconn_get_version(sw->rconn),
+                                             &mm));
+}
+
 static bool
 mark_equal(const struct mark *a, const struct mark *b)
 {
@@ -1208,6 +1297,11 @@ switch_program(struct keyserver *ks, struct pk_switch *sw)
     send_flow_mod(sw, OFPFC_DELETE, TABLE_SEND, 0, &match, NULL,
                   LEARN_COOKIE, 0);
 
+    /* The meters that flows below refer to. */
+    for (size_t i = 0; i < sw->n_marks; i++) {
+        set_port_meter(sw, sw->marks[i].ofport);
+    }
+
     /* Table 0: which port may send what. */
     match_init_catchall(&match);
     add_base_flow(sw, &flows, &n, &allocated, TABLE_PORTS, 0, &match, NULL);
@@ -1218,6 +1312,13 @@ switch_program(struct keyserver *ks, struct pk_switch *sw)
         match_set_in_port(&match, m->ofport);
         add_base_flow(sw, &flows, &n, &allocated, TABLE_PORTS, 90, &match,
                       NULL);
+
+        /* Table 1: a miss is a key request, within the port's meter. */
+        if (m->role != MARK_UPLINK) {
+            put_metered_controller(&ofpacts, sw, m->ofport);
+            add_base_flow(sw, &flows, &n, &allocated, TABLE_SEND, 1, &match,
+                          &ofpacts);
+        }
 
         ofpbuf_clear(&ofpacts);
         if (m->role == MARK_UPLINK) {
@@ -1261,13 +1362,19 @@ switch_program(struct keyserver *ks, struct pk_switch *sw)
             add_base_flow(sw, &flows, &n, &allocated, TABLE_PORTS, 100,
                           &match, &ofpacts);
 
-            /* Table 2: frames for this client are key requests. */
+            /* Table 2: frames for this client are key requests, within
+             * the uplink's meter; frames from it came back. */
+            if (uplink) {
+                match_init_catchall(&match);
+                match_set_dl_dst(&match, sw->macs[i]);
+                put_metered_controller(&ofpacts, sw, uplink->ofport);
+                add_base_flow(sw, &flows, &n, &allocated, TABLE_RECV, 10,
+                              &match, &ofpacts);
+            }
             match_init_catchall(&match);
-            match_set_dl_dst(&match, sw->macs[i]);
-            ofpbuf_clear(&ofpacts);
-            put_controller(&ofpacts);
-            add_base_flow(sw, &flows, &n, &allocated, TABLE_RECV, 10,
-                          &match, &ofpacts);
+            match_set_dl_src(&match, sw->macs[i]);
+            add_base_flow(sw, &flows, &n, &allocated, TABLE_RECV, 300,
+                          &match, NULL);
 
             /* Table 1: broadcast and multicast from this client go in the
              * clear to the other clients of this bridge and under the group
@@ -1281,18 +1388,16 @@ switch_program(struct keyserver *ks, struct pk_switch *sw)
         }
     }
 
-    /* Table 1 misses are key requests; table 2 drops what is not for a
-     * client here. */
+    /* Table 1 misses from a port are key requests (above); table 2 drops
+     * what is not for a client here. */
     match_init_catchall(&match);
-    ofpbuf_clear(&ofpacts);
-    put_controller(&ofpacts);
-    add_base_flow(sw, &flows, &n, &allocated, TABLE_SEND, 0, &match,
-                  &ofpacts);
+    add_base_flow(sw, &flows, &n, &allocated, TABLE_SEND, 0, &match, NULL);
     add_base_flow(sw, &flows, &n, &allocated, TABLE_RECV, 0, &match, NULL);
 
     /* On a gateway, a frame from the uplink for a host with no flow may be
      * for a host on the plain side. */
-    if (any_clear) {
+    if (any_clear && uplink) {
+        put_metered_controller(&ofpacts, sw, uplink->ofport);
         add_base_flow(sw, &flows, &n, &allocated, TABLE_RECV, 5, &match,
                       &ofpacts);
     }
@@ -1808,17 +1913,20 @@ process_recv_request(struct keyserver *ks, struct pk_switch *sw,
     }
 }
 
-/* Forgets that 'sw' holds SA 'sa_id', so that the next ensure_key()
- * installs it again. */
+/* Adds 'sa_id' to 'q', to rotate at the next run. */
 static void
-forget_sa(struct pk_switch *sw, int64_t sa_id)
+sa_queue_add(struct sa_queue *q, int64_t sa_id)
 {
-    struct sa_entry *e = switch_find_sa(sw, sa_id);
-
-    if (e) {
-        hmap_remove(&sw->sas, &e->node);
-        free(e);
+    for (size_t i = 0; i < q->n; i++) {
+        if (q->ids[i] == sa_id) {
+            return;
+        }
     }
+    if (q->n >= q->allocated) {
+        q->ids = x2nrealloc(q->ids, &q->allocated, sizeof *q->ids);
+    }
+    q->ids[q->n++] = sa_id;
+    poll_immediate_wake();
 }
 
 /* The key version in the header of encrypted frame 'pi', or 0. */
@@ -1832,80 +1940,143 @@ frame_version(const struct ofputil_packet_in *pi)
             : 0);
 }
 
-/* A frame under a key version that this switch's SA does not hold: one of
- * the two holders missed an update, which this process may not know (a
- * switch can lose an SA behind its back).  Push the current version to
- * whichever holder lacks it: this switch if the frame carries the current
- * version, otherwise the sender's. */
+/* True if pair end 'end' is behind a port of 'sw': a client marked there,
+ * or a gateway one of whose ports is there. */
+static bool
+end_is_on_switch(const struct pk_switch *sw, const struct store_client *end)
+{
+    for (size_t i = 0; i < sw->n_marks; i++) {
+        const struct mark *m = &sw->marks[i];
+
+        if (m->client_id && !strcmp(m->client_id, end->id)
+            && (end->gateway ? mark_is_gateway(m) : m->role == MARK_CLIENT)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* A frame under a key version that this switch's SA does not hold.  Anyone
+ * can put such a frame on the wire, with any source, destination and
+ * version, so the report is only a hint, and nothing it leads to may
+ * change what a switch does with the frames of a pair:
+ *
+ *   - A report that is not about a pair this switch serves, from its
+ *     uplink, with a sender that is not on this switch, is ignored.
+ *
+ *   - If the frame carries the current version, this switch may lack it;
+ *     if an older one, the sender's switch.  A holder that this process
+ *     never gave the current version gets it (ensure_key(), which the
+ *     datapath makes idempotent).  One that it did is only asked, at most
+ *     once a second, whether it still holds it (NXCSM_VERIFY), over its own
+ *     OpenFlow connection: only its answer that it lost the key leads to a
+ *     new version (see key_lost()).  Never a delete, never the same
+ *     version again. */
 static void
 process_version_report(struct keyserver *ks, struct pk_switch *sw,
                        const struct ofputil_packet_in *pi,
                        const struct flow *flow)
 {
+    struct request_ports ports = switch_ports(sw);
+    const struct mark *uplink = switch_uplink(sw);
+    uint32_t version = frame_version(pi);
+    struct pk_switch *holder = NULL;
     struct store_pair_key pk;
     struct request req;
     struct key key;
 
-    request_judge_report(ks->store, flow->dl_src, flow->dl_dst, &req);
-    if (req.verdict == REQUEST_PAIR && is_member(ks)) {
-        /* The authority knows the current version. */
-        cascade_ask_pair(ks->cascade, req.me.id, req.peer.id, 0, false);
-        return;
-    }
-    if (req.verdict != REQUEST_PAIR
+    ks->n_reports++;
+    request_judge_recv(ks->store, &ports, flow->dl_src, flow->dl_dst, &req);
+    if (!uplink || flow->in_port.ofp_port != uplink->ofport
+        || req.verdict != REQUEST_PAIR || end_is_on_switch(sw, &req.peer)
         || !store_find_pair_key_by_ids(ks->store, req.me.id, req.peer.id,
                                        &pk)) {
+        ks->n_reports_ignored++;
+        VLOG_DBG_RL(&rl, "%s: ignored version report for a frame from "
+                    ETH_ADDR_FMT" to "ETH_ADDR_FMT" on port %"PRIu16,
+                    sw->name, ETH_ADDR_ARGS(flow->dl_src),
+                    ETH_ADDR_ARGS(flow->dl_dst),
+                    ofp_to_u16(flow->in_port.ofp_port));
         return;
     }
     key_from_pair(&key, &pk);
     store_key_wipe(&pk, sizeof pk);
-    if (frame_version(pi) == key.version) {
-        forget_sa(sw, key.sa_id);
-    } else if (frame_version(pi) < key.version) {
-        struct pk_switch *sender;
+
+    if (version == key.version) {
+        holder = sw;
+    } else if (version < key.version) {
         ofp_port_t port;
         uint64_t dpid;
 
-        /* The report's 'me' is the frame's source, the sender. */
-        if (marks_find_client(ks->marks, req.me.id, &dpid, &port)
-            && (sender = find_switch(ks, dpid)) != NULL) {
-            forget_sa(sender, key.sa_id);
+        /* 'peer' is the frame's source, the sender. */
+        if (marks_find_client(ks->marks, req.peer.id, &dpid, &port)) {
+            holder = find_switch(ks, dpid);
         }
     }
-    VLOG_INFO("%s: frame from "ETH_ADDR_FMT" under key version %"PRIu32
-              " this switch lacks; re-pushing version %"PRIu32" of key %"
-              PRId64, sw->name, ETH_ADDR_ARGS(flow->dl_src),
-              frame_version(pi), key.version, key.sa_id);
-    char *error = store_note_repush(ks->store, req.me.id, req.peer.id,
-                                    key.version, sw->name,
-                                    "version mismatch");
-    if (error) {
-        VLOG_WARN_RL(&rl, "%s: %s", sw->name, error);
-        free(error);
+
+    struct sa_entry *e = holder ? switch_find_sa(holder, key.sa_id) : NULL;
+    if (!holder || rollover_active(ks, key.sa_id)) {
+        /* A version from the future is forged; a rollover is on its
+         * way. */
+        ks->n_reports_ignored++;
+    } else if (!e || e->version != key.version) {
+        ks->n_reports_repushed++;
+        VLOG_INFO("%s: frame from "ETH_ADDR_FMT" under key version %"PRIu32
+                  "; pushing version %"PRIu32" of key %"PRId64" to %s",
+                  sw->name, ETH_ADDR_ARGS(flow->dl_src), version,
+                  key.version, key.sa_id, holder->name);
+        char *error = store_note_repush(ks->store, req.peer.id, req.me.id,
+                                        key.version, key.bytes, holder->name,
+                                        "version mismatch");
+        if (error) {
+            VLOG_WARN_RL(&rl, "%s: %s", sw->name, error);
+            free(error);
+        }
+        if (is_member(ks)) {
+            /* The authority knows the current version. */
+            cascade_ask_pair(ks->cascade, req.me.id, req.peer.id, 0, false);
+        } else {
+            install_pair_flows(ks, &req.me, &req.peer, &key);
+        }
+    } else if (time_msec() < e->next_verify) {
+        ks->n_reports_limited++;
+    } else {
+        ks->n_reports_verified++;
+        e->next_verify = time_msec() + VERIFY_MSEC;
+        verify_key(holder, &key);
     }
-    install_pair_flows(ks, &req.me, &req.peer, &key);
     key_wipe(&key);
+}
+
+/* 'sw' answered an NXCSM_VERIFY of version 'version' of key 'sa_id' with a
+ * mismatch: it lost the key behind this process's back (an SA deleted or
+ * replaced by hand).  That version may not reach it again, so the key rolls
+ * over to a new one on every holder. */
+static void
+key_lost(struct keyserver *ks, struct pk_switch *sw, int64_t sa_id,
+         uint32_t version)
+{
+    struct sa_entry *e = switch_find_sa(sw, sa_id);
+    struct store_pair_key pk;
+
+    if (!e || e->version != version || sa_id == GROUP_SA_ID
+        || !store_find_pair_key(ks->store, sa_id, &pk)) {
+        return;
+    }
+    ks->n_keys_lost++;
+    VLOG_WARN("%s: lost version %"PRIu32" of key %"PRId64"; rotating it",
+              sw->name, version, sa_id);
+    if (is_member(ks)) {
+        cascade_ask_pair(ks->cascade, pk.id_a, pk.id_b, version, false);
+    } else if (!rollover_active(ks, sa_id)) {
+        sa_queue_add(&ks->lost, sa_id);
+    }
+    store_key_wipe(&pk, sizeof pk);
 }
 
 /* A key version encrypted its soft limit of packets on 'sw': rotate it
  * before the switch stops encrypting with it.  The frame names the key: a
  * pair's by its two clients, the group key's by its group address. */
-static void
-pending_limit_rotation(struct keyserver *ks, int64_t sa_id)
-{
-    for (size_t i = 0; i < ks->n_limited; i++) {
-        if (ks->limited[i] == sa_id) {
-            return;
-        }
-    }
-    if (ks->n_limited >= ks->allocated_limited) {
-        ks->limited = x2nrealloc(ks->limited, &ks->allocated_limited,
-                                 sizeof *ks->limited);
-    }
-    ks->limited[ks->n_limited++] = sa_id;
-    poll_immediate_wake();
-}
-
 static void
 process_limit_report(struct keyserver *ks, struct pk_switch *sw,
                      const struct flow *flow)
@@ -1922,7 +2093,7 @@ process_limit_report(struct keyserver *ks, struct pk_switch *sw,
         struct request req;
 
         request_judge_report(ks->store, flow->dl_src, flow->dl_dst, &req);
-        if (req.verdict != REQUEST_PAIR
+        if (req.verdict != REQUEST_PAIR || !end_is_on_switch(sw, &req.me)
             || !store_find_pair_key_by_ids(ks->store, req.me.id,
                                            req.peer.id, &pk)) {
             return;
@@ -1933,7 +2104,7 @@ process_limit_report(struct keyserver *ks, struct pk_switch *sw,
     if (!rollover_active(ks, sa_id)) {
         VLOG_INFO("%s: key %"PRId64" reached its packet limit; rotating",
                   sw->name, sa_id);
-        pending_limit_rotation(ks, sa_id);
+        sa_queue_add(&ks->limited, sa_id);
     }
 }
 
@@ -2062,6 +2233,43 @@ process_flow_dump(struct pk_switch *sw, const struct ofp_header *oh)
     ofpbuf_uninit(&ofpacts);
 }
 
+/* An error from 'sw'.  Errors about an SA the switch does not have answer
+ * deletes of SAs it may never have had, and are expected; an answer to
+ * NXCSM_VERIFY says the switch lost a key. */
+static void
+process_error(struct keyserver *ks, struct pk_switch *sw,
+              const struct ofp_header *oh)
+{
+    struct ofputil_crypt_sa_mod mod;
+    struct ofpbuf payload;
+    enum ofperr error = ofperr_decode_msg(oh, &payload);
+    enum ofpraw raw;
+
+    const struct ofp_header *echo = payload.data;
+
+    if ((error == OFPERR_NXCSM_KEY_MISMATCH
+         || error == OFPERR_NXCSM_UNKNOWN_SA)
+        && payload.size >= sizeof *echo
+        && payload.size >= ntohs(echo->length)
+        && !ofpraw_decode(&raw, echo)
+        && raw == OFPRAW_NXT_CRYPT_SA_MOD
+        && !ofputil_decode_crypt_sa_mod(echo, &mod)
+        && mod.command == NXCSM_VERIFY) {
+        key_lost(ks, sw, mod.sa_id, mod.key_version);
+        return;
+    }
+
+    /* The printer never shows key bytes. */
+    char *s = ofp_to_string(oh, ntohs(oh->length), NULL, NULL, 1);
+    if (error == OFPERR_NXCSM_UNKNOWN_SA
+        || error == OFPERR_OFPMMFC_METER_EXISTS) {
+        VLOG_DBG_RL(&rl, "%s: switch reported: %s", sw->name, s);
+    } else {
+        VLOG_WARN_RL(&rl, "%s: switch reported: %s", sw->name, s);
+    }
+    free(s);
+}
+
 static void
 switch_process_msg(struct keyserver *ks, struct pk_switch *sw,
                    const struct ofpbuf *msg)
@@ -2087,15 +2295,7 @@ switch_process_msg(struct keyserver *ks, struct pk_switch *sw,
             process_packet_in(ks, sw, oh);
         }
     } else if (type == OFPTYPE_ERROR) {
-        /* The printer never shows key bytes. */
-        char *s = ofp_to_string(oh, ntohs(oh->length), NULL, NULL, 1);
-
-        if (ofperr_decode_msg(oh, NULL) == OFPERR_NXCSM_UNKNOWN_SA) {
-            VLOG_DBG_RL(&rl, "%s: switch reported: %s", sw->name, s);
-        } else {
-            VLOG_WARN_RL(&rl, "%s: switch reported: %s", sw->name, s);
-        }
-        free(s);
+        process_error(ks, sw, oh);
     }
 }
 
@@ -2286,6 +2486,12 @@ keyserver_format_status(const struct keyserver *ks, struct ds *s)
     ds_put_format(s, "repeated requests answered from memory: %"PRIu64"\n",
                   ks->n_repeated);
     ds_put_format(s, "key versions issued: %"PRIu64"\n", ks->n_keys_issued);
+    ds_put_format(s, "version reports: %"PRIu64" (%"PRIu64" ignored, %"
+                  PRIu64" re-pushed, %"PRIu64" verified, %"PRIu64
+                  " rate-limited)\n", ks->n_reports, ks->n_reports_ignored,
+                  ks->n_reports_repushed, ks->n_reports_verified,
+                  ks->n_reports_limited);
+    ds_put_format(s, "keys lost by a switch: %"PRIu64"\n", ks->n_keys_lost);
     ds_put_format(s, "keys rolling over: %"PRIuSIZE"\n", n_rolling(ks));
     ds_put_cstr(s, "switches:\n");
     LIST_FOR_EACH (sw, list_node, &ks->switches) {
@@ -2703,11 +2909,13 @@ rollover_run(struct keyserver *ks)
     long long int now = time_msec();
     struct rollover *r;
 
-    if (ks->n_limited) {
-        /* Outside the store batch of keyserver_run(): a rollover is a
-         * transaction of its own. */
-        rollover_start(ks, ks->limited, ks->n_limited, "packet limit");
-        ks->n_limited = 0;
+    if (ks->limited.n) {
+        rollover_start(ks, ks->limited.ids, ks->limited.n, "packet limit");
+        ks->limited.n = 0;
+    }
+    if (ks->lost.n) {
+        rollover_start(ks, ks->lost.ids, ks->lost.n, "lost version");
+        ks->lost.n = 0;
     }
 
     LIST_FOR_EACH_SAFE (r, list_node, &ks->rollovers) {
@@ -2750,6 +2958,12 @@ rollover_run(struct keyserver *ks)
         }
         free(ids);
     }
+}
+
+void
+keyserver_set_request_rate(struct keyserver *ks, unsigned int pps)
+{
+    ks->request_rate = pps;
 }
 
 void

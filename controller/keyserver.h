@@ -31,7 +31,12 @@
  *            encrypted with the group key.  A miss is a key request.
  *   table 2: encrypted frames from the uplink, by source and destination
  *            MAC: decrypt and deliver to the client.  A miss for a local
- *            client is a key request; anything else is dropped. */
+ *            client is a key request; anything else is dropped, and so is
+ *            a frame whose source is a client of this bridge (its own,
+ *            sent back).
+ *
+ * Every flow that sends frames to the key server first passes a meter of
+ * the port the frame came in on (meter id = port number). */
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -122,5 +127,12 @@ char *keyserver_rotate_group(struct keyserver *, struct ds *out)
 
 /* Rotates every key older than 'msec' milliseconds (0: never). */
 void keyserver_set_rekey_interval(struct keyserver *, long long int msec);
+
+/* Frames that go to the key server (key requests) pass, per port of each
+ * bridge, an OpenFlow meter of 'pps' packets per second (0: none), so that
+ * a flood from one host or from the wire cannot starve the others.  Takes
+ * effect on switches that connect afterwards. */
+#define KEYSERVER_REQUEST_RATE 200
+void keyserver_set_request_rate(struct keyserver *, unsigned int pps);
 
 #endif /* keyserver.h */

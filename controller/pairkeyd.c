@@ -63,6 +63,8 @@ static enum miss_policy miss_policy = MISS_HOLD;
 static char *own_name;          /* --name: this key server, to its peers. */
 static char *peer_listen;       /* --peer-listen. */
 static long long int rekey_msec; /* --rekey-interval, 0 for none. */
+static unsigned int request_rate = KEYSERVER_REQUEST_RATE;
+                                 /* --request-rate, 0 for none. */
 
 struct server {
     struct store *store;
@@ -144,6 +146,7 @@ main(int argc, char *argv[])
     keyserver_set_cascade(server.ks, server.cascade);
     peers_set_cascade(server.peers, server.cascade);
     keyserver_set_rekey_interval(server.ks, rekey_msec);
+    keyserver_set_request_rate(server.ks, request_rate);
     keyserver_start(server.ks);
     if (peer_listen) {
         error = peers_listen(server.peers, peer_listen);
@@ -520,17 +523,20 @@ cmd_list_keys(struct unixctl_conn *conn, int argc OVS_UNUSED,
     struct ds s = DS_EMPTY_INITIALIZER;
     size_t n;
 
-    /* Pairs, versions and times; never key bytes. */
+    /* Pairs, versions, key check values and times; never key bytes. */
     store_list_pair_keys(server->store, NULL, &keys, &n);
-    ds_put_format(&s, "%-8s %-20s %-20s %-8s %-24s %s\n", "PAIR",
-                  "CLIENT-A", "CLIENT-B", "VERSION", "CREATED", "UPDATED");
+    ds_put_format(&s, "%-8s %-20s %-20s %-8s %-8s %-24s %s\n", "PAIR",
+                  "CLIENT-A", "CLIENT-B", "VERSION", "KCV", "CREATED",
+                  "UPDATED");
     for (size_t i = 0; i < n; i++) {
         char *created = format_time(keys[i].created);
         char *updated = format_time(keys[i].updated);
+        char kcv[STORE_KCV_LEN + 1];
 
-        ds_put_format(&s, "%-8"PRId64" %-20s %-20s %-8"PRIu32" %-24s %s\n",
-                      keys[i].pair_id, keys[i].id_a, keys[i].id_b,
-                      keys[i].version, created, updated);
+        store_key_kcv(keys[i].key, kcv);
+        ds_put_format(&s, "%-8"PRId64" %-20s %-20s %-8"PRIu32" %-8s %-24s "
+                      "%s\n", keys[i].pair_id, keys[i].id_a, keys[i].id_b,
+                      keys[i].version, kcv, created, updated);
         free(created);
         free(updated);
         store_key_wipe(&keys[i], sizeof keys[i]);
@@ -541,7 +547,8 @@ cmd_list_keys(struct unixctl_conn *conn, int argc OVS_UNUSED,
 }
 
 /* The audit log, one tab-separated line per entry: time, event, the two
- * ids, version, switch, reason ("-" for none).  Never key bytes. */
+ * ids, version, switch, reason, key check value ("-" for none).  Never key
+ * bytes. */
 static void
 cmd_audit(struct unixctl_conn *conn, int argc, const char *argv[],
           void *server_)
@@ -589,8 +596,8 @@ cmd_audit(struct unixctl_conn *conn, int argc, const char *argv[],
         } else {
             ds_put_char(&s, '-');
         }
-        ds_put_format(&s, "\t%s\t%s\n", sw[0] ? sw : "-",
-                      reason[0] ? reason : "-");
+        ds_put_format(&s, "\t%s\t%s\t%s\n", sw[0] ? sw : "-",
+                      reason[0] ? reason : "-", a->kcv[0] ? a->kcv : "-");
         free(when);
         free(sw);
         free(reason);
@@ -783,6 +790,7 @@ parse_options(int argc, char *argv[])
         OPT_NAME,
         OPT_PEER_LISTEN,
         OPT_REKEY_INTERVAL,
+        OPT_REQUEST_RATE,
         VLOG_OPTION_ENUMS,
         DAEMON_OPTION_ENUMS,
         SSL_OPTION_ENUMS,
@@ -796,6 +804,7 @@ parse_options(int argc, char *argv[])
         {"name", required_argument, NULL, OPT_NAME},
         {"peer-listen", required_argument, NULL, OPT_PEER_LISTEN},
         {"rekey-interval", required_argument, NULL, OPT_REKEY_INTERVAL},
+        {"request-rate", required_argument, NULL, OPT_REQUEST_RATE},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         DAEMON_LONG_OPTIONS,
@@ -862,6 +871,14 @@ parse_options(int argc, char *argv[])
             break;
         }
 
+        case OPT_REQUEST_RATE:
+            if (!str_to_uint(optarg, 10, &request_rate)
+                || request_rate > 1000000) {
+                ovs_fatal(0, "--request-rate=%s: must be a number of "
+                          "packets per second from 0 to 1000000", optarg);
+            }
+            break;
+
         case OPT_PEER_CA_CERT:
             stream_ssl_set_peer_ca_cert_file(optarg);
             break;
@@ -908,8 +925,11 @@ usage(void)
            "                          needed to peer with other key "
            "servers\n"
            "  --peer-listen=pssl:PORT[:IP]  accept peer key servers\n"
-           "  --rekey-interval=SECONDS  rotate every key this old\n",
-           program_name, program_name);
+           "  --rekey-interval=SECONDS  rotate every key this old\n"
+           "  --request-rate=PPS      key requests each port may send "
+           "(default %u,\n"
+           "                          0 for no limit)\n",
+           program_name, program_name, KEYSERVER_REQUEST_RATE);
     daemon_usage();
     vlog_usage();
     stream_usage("LISTEN", false, true, false);

@@ -175,6 +175,14 @@ def test_every_pair_talks_sealed(ks):
     assert len({pid for pid, _ in dump["pairs"].values()}) == 9
     assert net.sa_ids() == expected_sas(net, dump)
 
+    # The two bridges of each pair hold the key server's key bytes (the
+    # same key check value), and no other bridge holds them.
+    kcvs = pk.key_kcvs()
+    for pair, (pair_id, _) in dump["pairs"].items():
+        assert net.kcv_holders(kcvs[pair_id]) == {
+            bridge_of(net, h) for h in pair}, pair
+    assert len(set(kcvs.values())) == len(kcvs)
+
     # Between h4 and h5 (neighbours known by now) br4 sends nothing at all
     # to the wire, yet the data arrives.
     before = net.wire_rx_from("br4")
@@ -564,7 +572,7 @@ def test_audit(ks):
     or after it; a revocation is listed; no line holds key bytes."""
     net, pk = ks
     lines = [ln.split("\t") for ln in pk.ctl("audit").stdout.splitlines()]
-    assert all(len(f) == 7 for f in lines), lines
+    assert all(len(f) == 8 for f in lines), lines
     enrolled = {f[2] for f in lines if f[1] == "enroll"}
     assert enrolled == {h.name for h in net.topo.hosts}
     assert [f for f in lines if f[1] == "issue" and f[2] == "-"
@@ -618,7 +626,7 @@ def test_revoke_key_cuts_one_pair(ks):
         wait_pings_after(cut, start, "revoke-key")
     assert_cut_off(cut, other, start, "revoke-key")
     assert frozenset(("h1", "h2")) not in pk.dump()["pairs"]
-    assert re.search(r"\trevoke\th1\th2\t\d+\t-\trevoke-key$",
+    assert re.search(r"\trevoke\th1\th2\t\d+\t-\trevoke-key\t[0-9a-f]{8}$",
                      pk.ctl("audit").stdout, re.M)
 
     for h in ("h1", "h2"):

@@ -149,10 +149,12 @@ def test_netkey_agreed_between_verified_peers(servers):
     assert a.netkey("ks-b") == b.netkey("ks-a")
     assert b.netkey("ks-a")[0] == 1
     assert "\tverified\t" in a.ctl("list-peers").stdout
-    assert re.search(r"\tissue\tks-b\t-\t1\t-\tnetkey$",
-                     a.ctl("audit").stdout, re.M)
-    assert re.search(r"\tobtain\tks-a\t-\t1\t-\tnetkey$",
-                     b.ctl("audit").stdout, re.M)
+    issued = re.search(r"\tissue\tks-b\t-\t1\t-\tnetkey\t([0-9a-f]{8})$",
+                       a.ctl("audit").stdout, re.M)
+    obtained = re.search(r"\tobtain\tks-a\t-\t1\t-\tnetkey\t([0-9a-f]{8})$",
+                         b.ctl("audit").stdout, re.M)
+    assert issued and obtained
+    assert issued.group(1) == obtained.group(1), "not the same NETKEY"
 
     before = b.netkey("ks-a")
     b.kill()

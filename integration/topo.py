@@ -494,6 +494,13 @@ class Pairkeyd:
     def pair_id(self, a, b):
         return self.dump()["pairs"][frozenset((a, b))][0]
 
+    def key_kcvs(self):
+        """{pair id: key check value of its current version} from
+        'pairkeyctl list-keys'."""
+        lines = self.ctl("list-keys").stdout.splitlines()
+        kcv = lines[0].split().index("KCV")
+        return {int(f[0]): f[kcv] for f in map(str.split, lines[1:])}
+
     def switches(self):
         """{switch name: status line} from 'pairkeyctl show'."""
         out, inside = {}, False
@@ -1028,11 +1035,22 @@ class Net:
     def sa_ids(self):
         """{bridge: set of SA ids it holds} from pairkey/show of the
         bridge's own ovs-vswitchd."""
+        return {b: set(sas) for b, sas in self.sa_kcvs().items()}
+
+    def sa_kcvs(self):
+        """{bridge: {SA id: [key check value of each version, current
+        first]}} from pairkey/show of the bridge's own ovs-vswitchd."""
         st = {name: pairkey.parse_show(self.appctl("pairkey/show",
                                                    ovs=o).stdout)
               for name, o in self.instances.items()}
-        return {b.name: set(st[b.ovs].get(b.name, {}).get("sa", {}))
+        return {b.name: {sa_id: sa["kcv"] for sa_id, sa
+                         in st[b.ovs].get(b.name, {}).get("sa", {}).items()}
                 for b in self.topo.bridges}
+
+    def kcv_holders(self, kcv):
+        """The bridges that hold a key version with check value 'kcv'."""
+        return {b for b, sas in self.sa_kcvs().items()
+                if any(kcv in kcvs for kcvs in sas.values())}
 
     # ---------------------------------------------------------- keys
     def key(self):
