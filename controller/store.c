@@ -18,11 +18,15 @@
 #include "store.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <sodium.h>
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "openvswitch/dynamic-string.h"
 #include "openvswitch/util.h"
@@ -726,6 +730,70 @@ store_prepare(struct store *store)
     return NULL;
 }
 
+/* Returns NULL if 'name', described by 'st', may hold key bytes: a regular
+ * file of this process's user that no one else may read or write. */
+static char * OVS_WARN_UNUSED_RESULT
+check_private(const char *name, const struct stat *st)
+{
+    if (!S_ISREG(st->st_mode)) {
+        return xasprintf("%s: not a regular file", name);
+    } else if (st->st_uid != geteuid()) {
+        return xasprintf("%s: owned by uid %lu, not by this process's uid "
+                         "%lu; refusing to open the key store", name,
+                         (unsigned long int) st->st_uid,
+                         (unsigned long int) geteuid());
+    } else if (st->st_mode & (S_IRWXG | S_IRWXO)) {
+        return xasprintf("%s: mode %04o lets group or others access the key "
+                         "store; refusing to open it (chmod 600 it first)",
+                         name, (unsigned int) (st->st_mode & 07777));
+    }
+    return NULL;
+}
+
+/* The database holds raw key bytes.  Creates 'path' with mode 0600 if it
+ * does not exist, whatever the umask (SQLite gives the -wal and -shm files
+ * it creates the mode of the database), and refuses a database, or a -wal
+ * or -shm file, that another user owns or that group or others may read or
+ * write.  A refused store is left as it is. */
+static char * OVS_WARN_UNUSED_RESULT
+store_check_files(const char *path)
+{
+    static const char *const suffixes[] = { "", "-wal", "-shm" };
+    bool created = false;
+    char *error = NULL;
+    int fd;
+
+    fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, S_IRUSR | S_IWUSR);
+    if (fd >= 0) {
+        created = true;
+        if (fchmod(fd, S_IRUSR | S_IWUSR)) {
+            error = xasprintf("%s: cannot set mode 0600: %s", path,
+                              ovs_strerror(errno));
+        }
+        close(fd);
+    } else if (errno != EEXIST) {
+        return xasprintf("%s: cannot create database: %s", path,
+                         ovs_strerror(errno));
+    }
+
+    for (size_t i = 0; !error && i < ARRAY_SIZE(suffixes); i++) {
+        char *name = xasprintf("%s%s", path, suffixes[i]);
+        struct stat st;
+
+        if (!stat(name, &st)) {
+            error = check_private(name, &st);
+        } else if (errno != ENOENT || !i) {
+            error = xasprintf("%s: cannot check permissions: %s", name,
+                              ovs_strerror(errno));
+        }
+        free(name);
+    }
+    if (error && created) {
+        unlink(path);
+    }
+    return error;
+}
+
 char *
 store_open__(const char *path, const char *schema,
              const char *const *steps, int n_migrations,
@@ -738,6 +806,11 @@ store_open__(const char *path, const char *schema,
     *storep = NULL;
     if (!store_sodium_init()) {
         return xasprintf("%s: cannot initialize libsodium", path);
+    }
+
+    error = store_check_files(path);
+    if (error) {
+        return error;
     }
 
     store = xzalloc(sizeof *store);

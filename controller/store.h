@@ -60,8 +60,13 @@ struct store;
 /* Opening.  Creates the database with the current schema if 'path' does not
  * exist, migrates an older one step by step (schema/NNN-*.sql), and refuses
  * one newer than this program ("pairkey.db: database schema version 7 is
- * newer than this pairkeyd supports (1)") without changing it.  On error,
- * '*storep' is NULL. */
+ * newer than this pairkeyd supports (1)") without changing it.  The file
+ * holds key bytes: it is created with mode 0600 whatever the umask (and so
+ * are its -wal and -shm files), and a database, -wal or -shm file owned by
+ * another user or open to group or others is refused ("pairkey.db: mode
+ * 0644 lets group or others access the key store; refusing to open it
+ * (chmod 600 it first)") without being changed.  On error, '*storep' is
+ * NULL. */
 char *store_open(const char *path, struct store **storep)
     OVS_WARN_UNUSED_RESULT;
 void store_close(struct store *);

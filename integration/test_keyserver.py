@@ -18,21 +18,25 @@ Every test fails on WARN/ERR lines of ovs-vswitchd or pairkeyd that it does
 not expect (conftest.py; allow_log lists the provoked ones).
 """
 
+import hashlib
 import itertools
 import os
 import re
 import secrets
 import shutil
+import stat
 import time
 
 import pytest
 
 import harness
 import pairkey
-from harness import wait_until
+from harness import run, wait_until
 from pairkey import assert_wire_sealed, between, parse_frame
 from pairkey import host_mac as mac
-from topo import KEYSERVER, KEYSERVER_TWO_OVS
+from topo import KEYSERVER, KEYSERVER_TWO_OVS, ovs_paths
+
+BINDIR, _ = ovs_paths()
 
 PORT = 5555
 MARKER = b"PAIRKEY-KS-MARKER-"
@@ -758,6 +762,105 @@ def test_pairkeyctl_refuses_bad_input(ks, tmp_path):
     if without_group(pk.ctl("dump").stdout) != without_group(before):
         problems.append("pairkeyd stopped: the store changed")
     assert not problems, "\n".join(problems)
+
+
+def _file_state(path):
+    """(mode, owner, sha256) of 'path', or None if it does not exist."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    with open(path, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    return stat.S_IMODE(st.st_mode), st.st_uid, digest
+
+
+def test_store_is_private(needs_pairkeyd, tmp_path):
+    """8c. The store holds raw key bytes.  Under umask 022 pairkeyd
+    creates it, its -wal and its -shm with mode 0600.  A store that group
+    or others may read or write (or whose -wal they may), or that another
+    user owns, is refused: exit status 1, one line on stderr naming the
+    file and the problem, and nothing changes (the files keep their bytes,
+    modes and owners, no -wal or -shm appears).  Put right, it opens with
+    what it held."""
+    db = str(tmp_path / "pairkey.db")
+    ctl = str(tmp_path / "pairkeyd.ctl")
+    argv = [os.path.join(BINDIR, "pairkeyd"), "--db=" + db,
+            "--unixctl=" + ctl, "--no-chdir", "-vconsole:off",
+            "--log-file=" + str(tmp_path / "pairkeyd.log"),
+            "punix:" + str(tmp_path / "pairkeyd.sock")]
+    pairkeyctl = [os.path.join(BINDIR, "pairkeyctl"), "-t", ctl]
+    appctl = [os.path.join(BINDIR, "ovs-appctl"), "-t", ctl]
+
+    def start():
+        d = harness.Daemon("pairkeyd", argv, dict(os.environ),
+                           str(tmp_path / "pairkeyd.out"))
+        try:
+            wait_until(lambda: run(pairkeyctl + ["show"],
+                                   check=False).returncode == 0, 10,
+                       "pairkeyd to answer")
+        except BaseException:
+            d.stop()
+            raise
+        return d
+
+    old_umask = os.umask(0o022)
+    try:
+        d = start()
+    finally:
+        os.umask(old_umask)
+    try:
+        run(pairkeyctl + ["add-client", "h1", "02:00:00:00:01:01"])
+        modes = {suffix: _file_state(db + suffix)
+                 for suffix in ("", "-wal", "-shm")}
+        dump = run(pairkeyctl + ["dump"]).stdout
+    finally:
+        run(appctl + ["exit"], check=False)
+        wait_until(lambda: not d.alive(), 10, "pairkeyd to exit")
+        d.stop()
+    assert {suffix: m and m[0] for suffix, m in modes.items()} == \
+        {"": 0o600, "-wal": 0o600, "-shm": 0o600}, modes
+
+    def store_files():
+        return {f: _file_state(str(tmp_path / f))
+                for f in os.listdir(tmp_path) if f.startswith("pairkey.db")}
+
+    def refused(path, problem):
+        before = store_files()
+        proc = run(argv, check=False, timeout=10)
+        assert proc.returncode == 1, (path, proc)
+        assert proc.stderr.count("\n") == 1, proc.stderr
+        assert path + ": " + problem in proc.stderr, proc.stderr
+        assert store_files() == before
+
+    for mode in (0o644, 0o640, 0o604, 0o660, 0o602):
+        os.chmod(db, mode)
+        refused(db, "mode %04o lets group or others access the key store; "
+                "refusing to open it (chmod 600 it first)" % mode)
+    os.chmod(db, 0o600)
+    os.chown(db, 65534, 65534)
+    refused(db, "owned by uid 65534, not by this process's uid 0; refusing "
+            "to open the key store")
+    os.chown(db, 0, 0)
+    wal = db + "-wal"
+    with open(wal, "wb"):
+        pass
+    os.chmod(wal, 0o644)
+    refused(wal, "mode 0644 lets group or others access the key store; "
+            "refusing to open it (chmod 600 it first)")
+    os.chmod(wal, 0o600)
+
+    d = start()
+    try:
+        after = run(pairkeyctl + ["dump"]).stdout
+    finally:
+        run(appctl + ["exit"], check=False)
+        wait_until(lambda: not d.alive(), 10, "pairkeyd to exit")
+        d.stop()
+
+    def without_group(text):           # rotated at every start, by design
+        return [ln for ln in text.splitlines() if not ln.startswith("group")]
+    assert without_group(after) == without_group(dump)
 
 
 # Input that an earlier pairkeyd got wrong: out-of-range MAC octets were
