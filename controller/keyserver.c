@@ -2287,6 +2287,9 @@ keyserver_format_status(const struct keyserver *ks, struct ds *s)
                   ks->n_repeated);
     ds_put_format(s, "key versions issued: %"PRIu64"\n", ks->n_keys_issued);
     ds_put_format(s, "keys rolling over: %"PRIuSIZE"\n", n_rolling(ks));
+    ds_put_format(s, "refused marks: %"PRIuSIZE"\n",
+                  marks_n_refused(ks->marks));
+    marks_format_refused(ks->marks, s);
     ds_put_cstr(s, "switches:\n");
     LIST_FOR_EACH (sw, list_node, &ks->switches) {
         ds_put_format(s, "  %s: %s", sw->name,

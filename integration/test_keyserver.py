@@ -248,6 +248,111 @@ def test_spoofed_mac_gets_nothing_through(ks):
         "h3 got frames meant for h1"
 
 
+# A second port claims h4's id: refused (and, after the takeover and a
+# restart, the other way round), one ERR line each time.
+DUPLICATE_ID = (
+    r"pairkeyd\.log: .*\|marks\|ERR\|interface (h5|h4) on bridge br4 "
+    r"\(port [12]\): pairkey-id 'h4' is already taken by interface (h4|h5) "
+    r"on bridge br4 \(port [12]\); mark refused$")
+
+
+def refused_marks(pk):
+    """The lines of the 'refused marks' section of 'pairkeyctl show'."""
+    out = pk.ctl("show").stdout
+    m = re.search(r"^refused marks: (\d+)\n((?:  .*\n)*)", out, re.M)
+    lines = m.group(2).splitlines()
+    assert int(m.group(1)) == len(lines), out
+    return [ln.strip() for ln in lines]
+
+
+def port_flows(net, bridge, port):
+    """The flows of 'bridge' that match on or output to OpenFlow 'port'."""
+    return [ln for ln in net.ofctl("dump-flows", bridge).stdout.splitlines()
+            if re.search(r"(in_port=|output:)%d(\D|$)" % port, ln)]
+
+
+@pytest.mark.allow_log(DUPLICATE_ID)
+def test_second_port_with_an_id_is_refused(ks):
+    """3b. h5 turns impostor: it takes h4's MAC and address and its port
+    is marked with h4's id too.  The later mark is refused: one ERR line
+    naming both ports, listed under 'refused marks' in 'pairkeyctl show',
+    no flow for h5's port.  h4 keeps talking to h1 (50 ms pings, none
+    lost), h5 receives nothing at all, its datagrams as h4 reach no one,
+    and the wire carries only ciphertext.  Once h4's mark goes, h5's port
+    takes the id over (and h1 reaches it), and keeps it when h4's mark
+    comes back, which is refused in turn; after a restart of pairkeyd with
+    both marks present, the lower port (h4's, 1) holds the id again."""
+    net, pk = ks
+    h4 = net.topo.host("h4")
+    p4, p5 = net.topo.host_ofport("h4"), net.topo.host_ofport("h5")
+    net.wait_ping("h1", "h4")
+    net.host_run("h5", "ip", "link", "set", "eth0", "address", h4.mac,
+                 check=True)
+    net.host_run("h5", "ip", "addr", "flush", "dev", "eth0", check=True)
+    net.host_run("h5", "ip", "addr", "add", h4.ip, "dev", "eth0",
+                 check=True)
+    net.static_arp()                    # a new MAC flushes the neighbours
+    refusal = ("h5 (bridge br4, port %d): pairkey-id 'h4' is already taken "
+               "by interface h4 on bridge br4 (port %d)" % (p5, p4))
+
+    def errors():
+        return [ln for ln in pk.log_lines(("ERR",)) if "|marks|" in ln]
+    spy = net.sniffer("h5")
+    net.vsctl("set", "Interface", "h5", "external_ids:pairkey-id=h4")
+    wait_until(lambda: refused_marks(pk) == [refusal], 5,
+               "h5's mark to be refused")
+    wait_until(lambda: not port_flows(net, "br4", p5), 5,
+               "h5's flows to go: %s" % port_flows(net, "br4", p5))
+    assert len(errors()) == 1 and errors()[0].endswith(
+        "|marks|ERR|interface h5 on bridge br4 (port %d): pairkey-id 'h4' "
+        "is already taken by interface h4 on bridge br4 (port %d); mark "
+        "refused" % (p5, p4)), errors()
+
+    rx = net.udp_socket("h1", PORT)
+    m = marker()
+    with net.capture() as cap, net.pinger("h1", "h4") as victim:
+        for _ in range(5):
+            net.udp_send("h5", "h1", PORT, m)
+        wait_until(lambda: len(victim.replies) >= 20, 10, "h1's pings")
+    assert victim.sent and not victim.lost()
+    assert net.udp_recv(rx) is None, "h5's datagram as h4 reached h1"
+    assert_wire_sealed(net, cap.frames, (MARKER, m))
+    assert not spy.received(), "h5 received %d frames" % len(spy.received())
+    assert not port_flows(net, "br4", p5)
+    assert len(errors()) == 1
+
+    # h4's mark goes: h5's port takes the id over.
+    net.vsctl("remove", "Interface", "h4", "external_ids", "pairkey-role",
+              "pairkey-id")
+    wait_until(lambda: refused_marks(pk) == [], 5, "h5 to take over")
+    net.wait_ping("h1", "h4")           # answered by h5 now
+    assert [f for f in spy.received() if f[0:6] == mac(net, "h4")]
+
+    # ...and keeps it when h4's mark is back.
+    net.vsctl("set", "Interface", "h4", "external_ids:pairkey-role=client",
+              "external_ids:pairkey-id=h4")
+    wait_until(lambda: refused_marks(pk) == [
+        "h4 (bridge br4, port %d): pairkey-id 'h4' is already taken by "
+        "interface h5 on bridge br4 (port %d)" % (p4, p5)], 5,
+        "h4's mark to be refused")
+    wait_until(lambda: not port_flows(net, "br4", p4), 5, "h4's flows to go")
+    assert len(errors()) == 2
+
+    # A new pairkeyd sees both at once: the lower port holds the id.
+    pk.stop()
+    pk.start()
+    net.wait_keyserver()
+    wait_until(lambda: refused_marks(pk) == [refusal], 5,
+               "h5's mark to be refused after the restart")
+    wait_until(lambda: not port_flows(net, "br4", p5), 5,
+               "h5's flows to go after the restart")
+    spy = net.sniffer("h5")
+    net.wait_ping("h1", "h4")
+    assert net.ping("h1", "h4", count=5)
+    assert not spy.received()
+    assert len(errors()) == 3
+
+
 # ------------------------------------------------------- first packet
 
 def udp_drain(net, sock):
