@@ -1413,9 +1413,11 @@ store_add_gateway(struct store *store, const char *id)
     return change_end(store, error);
 }
 
+/* Records outside host 'mac' behind 'gateway'.  A host behind another
+ * gateway moves only if 'move'; with 'move', it must be known. */
 static char * OVS_WARN_UNUSED_RESULT
 learn_outside__(struct store *store, struct eth_addr mac, const char *gateway,
-                bool *changed)
+                bool move, bool *changed)
 {
     char mac_s[ETH_ADDR_STRLEN + 1];
     struct store_client client;
@@ -1438,6 +1440,11 @@ learn_outside__(struct store *store, struct eth_addr mac, const char *gateway,
     error = find_outside(store, mac, &out, &found);
     if (error || (found && !strcmp(out.gateway, gateway))) {
         return error;
+    } else if (found && !move) {
+        return xasprintf("outside host %s is behind gateway '%s'", mac_s,
+                         out.gateway);
+    } else if (!found && move) {
+        return xasprintf("unknown outside host %s", mac_s);
     }
 
     sqlite3_stmt *stmt = stmt_get(store, S_OUTSIDE_PUT);
@@ -1449,7 +1456,7 @@ learn_outside__(struct store *store, struct eth_addr mac, const char *gateway,
         return error;
     }
     reason = (found
-              ? xasprintf("mac %s from gateway %s", mac_s, out.gateway)
+              ? xasprintf("mac %s moved from gateway %s", mac_s, out.gateway)
               : xasprintf("mac %s", mac_s));
     error = audit_add(store, "learn", gateway, NULL, 0, NULL, reason);
     free(reason);
@@ -1457,10 +1464,11 @@ learn_outside__(struct store *store, struct eth_addr mac, const char *gateway,
     return error;
 }
 
-char *
-store_learn_outside(struct store *store, struct eth_addr mac,
-                    const char *gateway, bool *changed)
+static char * OVS_WARN_UNUSED_RESULT
+put_outside(struct store *store, struct eth_addr mac, const char *gateway,
+            bool move, bool *changed)
 {
+    const char *verb = move ? "move" : "learn";
     bool changed_dummy;
     char *error;
 
@@ -1471,21 +1479,94 @@ store_learn_outside(struct store *store, struct eth_addr mac,
         return error;
     }
     if (eth_addr_is_zero(mac) || eth_addr_is_multicast(mac)) {
-        return xasprintf("cannot learn MAC "ETH_ADDR_FMT" behind gateway "
-                         "'%s': not a unicast address", ETH_ADDR_ARGS(mac),
-                         gateway);
+        return xasprintf("cannot %s MAC "ETH_ADDR_FMT" behind gateway "
+                         "'%s': not a unicast address", verb,
+                         ETH_ADDR_ARGS(mac), gateway);
     }
-    set_op(store, "cannot learn MAC "ETH_ADDR_FMT" behind gateway '%s'",
-           ETH_ADDR_ARGS(mac), gateway);
+    set_op(store, "cannot %s MAC "ETH_ADDR_FMT" behind gateway '%s'",
+           verb, ETH_ADDR_ARGS(mac), gateway);
     error = change_begin(store);
     if (!error) {
-        error = learn_outside__(store, mac, gateway, changed);
+        error = learn_outside__(store, mac, gateway, move, changed);
+        if (!error && move && !*changed) {
+            error = xasprintf("outside host "ETH_ADDR_FMT" is already "
+                              "behind gateway '%s'", ETH_ADDR_ARGS(mac),
+                              gateway);
+        }
     }
     error = change_end(store, error);
     if (error) {
         *changed = false;
     }
     return error;
+}
+
+char *
+store_learn_outside(struct store *store, struct eth_addr mac,
+                    const char *gateway, bool *changed)
+{
+    return put_outside(store, mac, gateway, false, changed);
+}
+
+char *
+store_move_outside(struct store *store, struct eth_addr mac,
+                   const char *gateway)
+{
+    return put_outside(store, mac, gateway, true, NULL);
+}
+
+static char * OVS_WARN_UNUSED_RESULT
+forget_outside__(struct store *store, struct eth_addr mac,
+                 const char *gateway, const char *why,
+                 struct store_outside *out)
+{
+    char mac_s[ETH_ADDR_STRLEN + 1];
+    char *error, *reason;
+    bool found;
+
+    mac_to_string(mac, mac_s);
+    error = find_outside(store, mac, out, &found);
+    if (error || !found) {
+        return error ? error : xasprintf("unknown outside host %s", mac_s);
+    } else if (gateway && strcmp(out->gateway, gateway)) {
+        return xasprintf("outside host %s is behind gateway '%s', not '%s'",
+                         mac_s, out->gateway, gateway);
+    }
+
+    sqlite3_stmt *stmt = stmt_get(store, S_OUTSIDE_DELETE);
+    bind_text(stmt, ":mac", mac_s);
+    error = stmt_exec(store, stmt);
+    if (!error) {
+        reason = xasprintf("mac %s %s", mac_s, why);
+        error = audit_add(store, "unlearn", out->gateway, NULL, 0, NULL,
+                          reason);
+        free(reason);
+    }
+    return error;
+}
+
+char *
+store_forget_outside(struct store *store, struct eth_addr mac,
+                     const char *gateway, const char *why,
+                     struct store_outside *outp)
+{
+    struct store_outside out_dummy;
+    struct store_outside *out = outp ? outp : &out_dummy;
+    char *error;
+
+    if (gateway) {
+        error = check_id(gateway);
+        if (error) {
+            return error;
+        }
+    }
+    set_op(store, "cannot forget outside MAC "ETH_ADDR_FMT,
+           ETH_ADDR_ARGS(mac));
+    error = change_begin(store);
+    if (!error) {
+        error = forget_outside__(store, mac, gateway, why, out);
+    }
+    return change_end(store, error);
 }
 
 bool

@@ -133,7 +133,7 @@ char *store_revoke_pair(struct store *, const char *id1, const char *id2,
 
 /* Gateways and the hosts outside the encrypted subnet behind them (the
  * patent's ID_X86 and its ID-MAC).  An outside host is served by the
- * gateway where it was last seen. */
+ * gateway where it was first seen, until it is moved or forgotten. */
 struct store_outside {
     struct eth_addr mac;
     char gateway[STORE_ID_MAX_LEN + 1];
@@ -150,11 +150,24 @@ void store_list_gateways(struct store *, struct store_client **gateways,
                          size_t *n);
 
 /* Records that outside host 'mac' is behind gateway 'gateway' (audited as
- * "learn" if it is new or moved there from another gateway; '*changed' says
- * which, if nonnull).  Refuses a MAC enrolled to a client and an unknown
- * gateway. */
+ * "learn" if it is new; '*changed' says so, if nonnull).  Refuses a MAC
+ * enrolled to a client, an unknown gateway, and a host behind another
+ * gateway ("outside host 02:00:00:00:00:50 is behind gateway 'gw-1'"). */
 char *store_learn_outside(struct store *, struct eth_addr mac,
                           const char *gateway, bool *changed)
+    OVS_WARN_UNUSED_RESULT;
+
+/* Moves known outside host 'mac' to another gateway, 'gateway' (audited as
+ * "learn", reason "mac <MAC> moved from gateway <OLD>"). */
+char *store_move_outside(struct store *, struct eth_addr mac,
+                         const char *gateway) OVS_WARN_UNUSED_RESULT;
+
+/* Forgets outside host 'mac' (audited as "unlearn", reason "mac <MAC>
+ * <WHY>") and stores what it was in '*out' if nonnull.  With a nonnull
+ * 'gateway', only if it is behind that gateway. */
+char *store_forget_outside(struct store *, struct eth_addr mac,
+                           const char *gateway, const char *why,
+                           struct store_outside *out)
     OVS_WARN_UNUSED_RESULT;
 bool store_find_outside(struct store *, struct eth_addr mac,
                         struct store_outside *);

@@ -1720,7 +1720,8 @@ last_audit(struct store *store)
 }
 
 /* Gateways are clients without a MAC that hold pair keys; outside hosts are
- * learned behind them, move between them, and leave when enrolled. */
+ * learned behind them, stay there until moved or forgotten, and leave when
+ * enrolled. */
 static void
 test_gateways(void **state)
 {
@@ -1773,7 +1774,8 @@ test_gateways(void **state)
                           &created));
     assert_true(created);
 
-    /* Learning: new, again (no change), moved. */
+    /* Learning: new, again (no change); at another gateway refused (a
+     * host stays where it was first seen), changing nothing. */
     OK(store_add_gateway(store, "gw-2"));
     OK(store_learn_outside(store, mac_n(0x50), "gw-1", &changed));
     assert_true(changed);
@@ -1786,13 +1788,65 @@ test_gateways(void **state)
     assert_int_equal(last_audit(store).seq, a.seq);
     assert_true(store_find_outside(store, mac_n(0x50), &out));
     assert_string_equal(out.gateway, "gw-1");
-    OK(store_learn_outside(store, mac_n(0x50), "gw-2", &changed));
-    assert_true(changed);
+    dump = db_dump(f->path);
+    changed = true;
+    expect_error(store_learn_outside(store, mac_n(0x50), "gw-2", &changed),
+                 "outside host 02:00:00:00:00:50 is behind gateway 'gw-1'");
+    assert_false(changed);
+    assert_same_dump(f->path, dump);
+    free(dump);
+
+    /* The admin moves it (and nothing else). */
+    OK(store_move_outside(store, mac_n(0x50), "gw-2"));
     a = last_audit(store);
+    assert_string_equal(a.event, "learn");
     assert_string_equal(a.id_a, "gw-2");
-    assert_string_equal(a.reason, "mac 02:00:00:00:00:50 from gateway gw-1");
+    assert_string_equal(a.reason,
+                        "mac 02:00:00:00:00:50 moved from gateway gw-1");
     assert_true(store_find_outside(store, mac_n(0x50), &out));
     assert_string_equal(out.gateway, "gw-2");
+    dump = db_dump(f->path);
+    expect_error(store_move_outside(store, mac_n(0x50), "gw-2"),
+                 "outside host 02:00:00:00:00:50 is already behind gateway "
+                 "'gw-2'");
+    expect_error(store_move_outside(store, mac_n(0x51), "gw-1"),
+                 "unknown outside host 02:00:00:00:00:51");
+    expect_error(store_move_outside(store, mac_n(0x50), "gw-9"),
+                 "unknown gateway 'gw-9'");
+    expect_error(store_move_outside(store, mac_n(0x50), "alice"),
+                 "unknown gateway 'alice'");
+    expect_error(store_move_outside(store, mac_n(1), "gw-1"),
+                 "MAC 02:00:00:00:00:01 is enrolled to client 'alice'");
+    expect_error(store_move_outside(store, eth_addr_broadcast, "gw-1"),
+                 "cannot move MAC ff:ff:ff:ff:ff:ff behind gateway 'gw-1': "
+                 "not a unicast address");
+    expect_error(store_move_outside(store, mac_n(0x50), "a b"),
+                 "client ID 'a b' is not valid: use 1 to 64 letters, "
+                 "digits, '.', '_' or '-'");
+
+    /* Forgetting: only behind the gateway named, if one is. */
+    expect_error(store_forget_outside(store, mac_n(0x50), "gw-1", "idle",
+                                      &out),
+                 "outside host 02:00:00:00:00:50 is behind gateway 'gw-2', "
+                 "not 'gw-1'");
+    expect_error(store_forget_outside(store, mac_n(0x51), NULL, "idle",
+                                      &out),
+                 "unknown outside host 02:00:00:00:00:51");
+    assert_same_dump(f->path, dump);
+    free(dump);
+    OK(store_forget_outside(store, mac_n(0x50), "gw-2", "idle for 300 s",
+                            &out));
+    assert_string_equal(out.gateway, "gw-2");
+    assert_true(eth_addr_equals(out.mac, mac_n(0x50)));
+    a = last_audit(store);
+    assert_string_equal(a.event, "unlearn");
+    assert_string_equal(a.id_a, "gw-2");
+    assert_string_equal(a.reason, "mac 02:00:00:00:00:50 idle for 300 s");
+    assert_false(store_find_outside(store, mac_n(0x50), &out));
+
+    /* Forgotten, it is learned wherever it is seen next. */
+    OK(store_learn_outside(store, mac_n(0x50), "gw-2", &changed));
+    assert_true(changed);
 
     /* Refused: an enrolled MAC, an unknown gateway, a client as gateway,
      * multicast.  Nothing changes. */
