@@ -824,6 +824,23 @@ def refusal_problems(proc, names):
     return problems
 
 
+def refusals(pk, cases):
+    """Runs pairkeyctl with each of 'cases', (what, arguments, text the error
+    must name): the problems with how each was refused (see
+    refusal_problems()), and whether it changed the store ('pairkeyctl
+    dump')."""
+    before = pk.ctl("dump").stdout
+    problems = []
+    for what, argv, names in cases:
+        proc = pk.ctl(*argv, check=False)
+        problems += ["%s: %s" % (what, p)
+                     for p in refusal_problems(proc, names)]
+        if pk.ctl("dump").stdout != before:
+            problems.append("%s: the store changed" % what)
+            before = pk.ctl("dump").stdout
+    return problems
+
+
 def test_pairkeyctl_refuses_bad_input(ks, tmp_path):
     """8. Malformed, multicast or zero MACs, invalid, duplicate or unknown
     ids, a MAC enrolled to another id, wrong argument counts, unknown
@@ -834,14 +851,7 @@ def test_pairkeyctl_refuses_bad_input(ks, tmp_path):
     net.wait_ping("h1", "h2")                # a pair key to keep, too
     before = pk.ctl("dump").stdout
     assert "\npair\t" in before
-    problems = []
-    for what, argv, names in _bad_input_cases(net):
-        proc = pk.ctl(*argv, check=False)
-        problems += ["%s: %s" % (what, p)
-                     for p in refusal_problems(proc, names)]
-        if pk.ctl("dump").stdout != before:
-            problems.append("%s: the store changed" % what)
-            before = pk.ctl("dump").stdout
+    problems = refusals(pk, _bad_input_cases(net))
 
     # The default target is found through the pidfile in OVS_RUNDIR...
     assert pk.ctl("dump", rundir=net.ovs.rundir).stdout == before
