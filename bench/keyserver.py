@@ -201,6 +201,7 @@ class Bench:
                          %d FROM g;""" % (n_clients, now),
                "COMMIT;"]
         self.sqlite(db, "\n".join(sql))
+        os.chmod(db, 0o600)         # pairkeyd refuses a store others may read
         return now
 
     def add_pairs(self, db, first_client, n_clients, n_pairs, now):

@@ -38,6 +38,7 @@
 #include "openvswitch/ofp-errors.h"
 #include "openvswitch/ofp-flow.h"
 #include "openvswitch/ofp-meter.h"
+#include "openvswitch/ofp-monitor.h"
 #include "openvswitch/ofp-msgs.h"
 #include "openvswitch/ofp-packet.h"
 #include "openvswitch/ofp-print.h"
@@ -61,6 +62,11 @@ VLOG_DEFINE_THIS_MODULE(keyserver);
 /* Rate limit for refused requests and switch errors. */
 static struct vlog_rate_limit rl = VLOG_RATE_LIMIT_INIT(5, 20);
 
+/* Rate limit for frames of an outside host at the wrong gateway: one line a
+ * minute (a forger sends many, and each reaches the key server until its
+ * source drop is in place). */
+static struct vlog_rate_limit conflict_rl = VLOG_RATE_LIMIT_INIT(1, 1);
+
 #define TABLE_PORTS 0           /* Which port may send what. */
 #define TABLE_SEND 1            /* From clients, by destination. */
 #define TABLE_RECV 2            /* From the uplink, by source. */
@@ -77,12 +83,20 @@ static struct vlog_rate_limit rl = VLOG_RATE_LIMIT_INIT(5, 20);
 #define LOCAL_COOKIE UINT64_C(0x706c000000000000)
 #define DROP_COOKIE UINT64_C(0x706d000000000000)
 #define LEARN_COOKIE UINT64_C(0x706e000000000000)
+#define PRESENCE_COOKIE UINT64_C(0x706f000000000000)
 
 /* NETKEY SA ids: this plus the inter port's number. */
 #define NETKEY_SA_BASE INT64_C(0xffff0000)
 
 /* Seconds a learned outside host's broadcasts bypass the key server. */
 #define LEARNED_IDLE_TIMEOUT 300
+
+/* Seconds without a frame from an outside host at its gateway's clear port
+ * before the key server forgets where it is, by default: like a learning
+ * switch's MAC aging time (802.1D's default is 300 s).  The host's
+ * presence flow at that port, in table 0, expires when idle that long and
+ * tells the key server (flow removed). */
+#define OUTSIDE_IDLE_TIMEOUT 300
 
 /* Matches broadcast and multicast destinations. */
 static const struct eth_addr group_bit = ETH_ADDR_C(01, 00, 00, 00, 00, 00);
@@ -95,6 +109,12 @@ struct sa_queue {
     int64_t *ids;
     size_t n, allocated;
 };
+
+/* Table 0 priorities above a port's pass flow (100): an outside host's
+ * presence flow, and the drop of a source that may not cross a gateway
+ * port. */
+#define PRESENCE_PRIORITY 110
+#define SOURCE_DROP_PRIORITY 150
 
 /* A key version installed on a switch connection. */
 struct sa_entry {
@@ -210,6 +230,10 @@ struct keyserver {
     struct sa_queue limited;
     struct sa_queue lost;
 
+    /* Seconds of silence after which an outside host is forgotten (0:
+     * never). */
+    uint16_t outside_idle;
+
     /* Statistics. */
     uint64_t n_requests;
     uint64_t n_refused;
@@ -224,6 +248,8 @@ struct keyserver {
     uint64_t n_reports_limited; /* Within VERIFY_MSEC of the last one. */
     uint64_t n_keys_lost;       /* Holders that answered the verify with a
                                  * mismatch. */
+    uint64_t n_outside_conflicts;       /* Frames of an outside host at a
+                                         * gateway other than its own. */
 };
 
 struct key {
@@ -286,6 +312,8 @@ static void rollover_run(struct keyserver *);
 static void unpark(struct keyserver *, const char *a, const char *b,
                    bool refuse);
 static void switch_program(struct keyserver *, struct pk_switch *);
+static void watch_gateway_hosts(struct keyserver *, struct pk_switch *,
+                                const struct mark *);
 static bool rotate_key(struct keyserver *, const struct pk_switch *,
                        int64_t sa_id, const char *reason, struct key *);
 static void key_wipe(struct key *);
@@ -308,6 +336,7 @@ keyserver_create(struct store *store, struct marks *marks,
     ovs_list_init(&ks->parked);
     ovs_list_init(&ks->rollovers);
     ks->base_cookie = BASE_COOKIE | random_uint32();
+    ks->outside_idle = OUTSIDE_IDLE_TIMEOUT;
     return ks;
 }
 
@@ -575,10 +604,10 @@ switch_flush(struct pk_switch *sw, bool discard)
 }
 
 static void
-send_flow_mod(struct pk_switch *sw, uint16_t command, uint8_t table_id,
-              int priority, const struct match *match,
-              const struct ofpbuf *ofpacts, uint64_t cookie,
-              uint16_t idle_timeout)
+send_flow_mod__(struct pk_switch *sw, uint16_t command, uint8_t table_id,
+                int priority, const struct match *match,
+                const struct ofpbuf *ofpacts, uint64_t cookie,
+                uint16_t idle_timeout, enum ofputil_flow_mod_flags flags)
 {
     struct ofputil_flow_mod fm = {
         .priority = priority,
@@ -591,6 +620,7 @@ send_flow_mod(struct pk_switch *sw, uint16_t command, uint8_t table_id,
         .buffer_id = UINT32_MAX,
         .out_port = OFPP_ANY,
         .out_group = OFPG_ANY,
+        .flags = flags,
         .ofpacts = ofpacts ? ofpacts->data : NULL,
         .ofpacts_len = ofpacts ? ofpacts->size : 0,
     };
@@ -598,6 +628,16 @@ send_flow_mod(struct pk_switch *sw, uint16_t command, uint8_t table_id,
     minimatch_init(&fm.match, match);
     switch_send(sw, ofputil_encode_flow_mod(&fm, sw->protocol));
     minimatch_destroy(&fm.match);
+}
+
+static void
+send_flow_mod(struct pk_switch *sw, uint16_t command, uint8_t table_id,
+              int priority, const struct match *match,
+              const struct ofpbuf *ofpacts, uint64_t cookie,
+              uint16_t idle_timeout)
+{
+    send_flow_mod__(sw, command, table_id, priority, match, ofpacts, cookie,
+                    idle_timeout, 0);
 }
 
 /* Deletes every flow in 'table_id' that matches 'match' (non-strictly) and
@@ -808,6 +848,18 @@ switch_uplink(const struct pk_switch *sw)
 {
     for (size_t i = 0; i < sw->n_marks; i++) {
         if (sw->marks[i].role == MARK_UPLINK) {
+            return &sw->marks[i];
+        }
+    }
+    return NULL;
+}
+
+/* The mark of port 'port' of 'sw', or NULL. */
+static const struct mark *
+switch_find_mark(const struct pk_switch *sw, ofp_port_t port)
+{
+    for (size_t i = 0; i < sw->n_marks; i++) {
+        if (sw->marks[i].ofport == port) {
             return &sw->marks[i];
         }
     }
@@ -1193,7 +1245,32 @@ switch_forget_marks(struct pk_switch *sw, const struct mark *old, size_t n)
             && switch_find_sa(sw, netkey_sa_id(old[i].ofport))) {
             delete_key(sw, netkey_sa_id(old[i].ofport));
         }
+        if (mark_is_gateway(&old[i])) {
+            /* The outside hosts' presence flows and source drops. */
+            match_set_in_port(&match, old[i].ofport);
+            send_flow_mod(sw, OFPFC_DELETE, TABLE_PORTS, 0, &match, NULL,
+                          PRESENCE_COOKIE, 0);
+            send_flow_mod(sw, OFPFC_DELETE, TABLE_PORTS, 0, &match, NULL,
+                          DROP_COOKIE, 0);
+        }
     }
+}
+
+/* Returns which marks of 'sw' are new since it had 'old' (a malloc()'d
+ * array). */
+static bool *
+switch_new_marks(const struct pk_switch *sw, const struct mark *old,
+                 size_t n_old)
+{
+    bool *fresh = xcalloc(sw->n_marks + 1, sizeof *fresh);
+
+    for (size_t i = 0; i < sw->n_marks; i++) {
+        fresh[i] = true;
+        for (size_t k = 0; k < n_old && fresh[i]; k++) {
+            fresh[i] = !mark_equal(&sw->marks[i], &old[k]);
+        }
+    }
+    return fresh;
 }
 
 /* Returns which marks of 'sw' get broadcasts (a malloc()'d array): the
@@ -1247,6 +1324,7 @@ switch_program(struct keyserver *ks, struct pk_switch *sw)
     size_t n_old_marks = sw->n_marks;
     sw->n_marks = marks_get(ks->marks, sw->dpid, &sw->marks, &bridge);
     switch_forget_marks(sw, old_marks, n_old_marks);
+    bool *fresh = switch_new_marks(sw, old_marks, n_old_marks);
     marks_free(old_marks, n_old_marks);
     if (bridge) {
         free(sw->name);
@@ -1343,13 +1421,15 @@ switch_program(struct keyserver *ks, struct pk_switch *sw)
             }
 
             /* Table 1: broadcast and multicast from the plain network go
-             * in the clear to this bridge's clients and under the group key
-             * to the uplink. */
+             * to the key server, which learns where their sender is and
+             * then has them flooded (install_learned_flood()): in the clear
+             * to this bridge's clients and under the group key to the
+             * uplink.  A sender that may not cross here is dropped. */
             match_init_catchall(&match);
             match_set_in_port(&match, m->ofport);
             match_set_dl_dst_masked(&match, group_bit, group_bit);
-            put_group_flood(&ofpacts, sw, member, i, uplink);
-            put_controller(&ofpacts);       /* To learn the sender. */
+            ofpbuf_clear(&ofpacts);
+            put_controller(&ofpacts);
             add_base_flow(sw, &flows, &n, &allocated, TABLE_SEND, 210,
                           &match, &ofpacts);
         } else {
@@ -1430,6 +1510,14 @@ switch_program(struct keyserver *ks, struct pk_switch *sw)
     sw->base = flows;
     sw->n_base = n;
     ofpbuf_uninit(&ofpacts);
+
+    /* The outside hosts behind a new clear port are watched there. */
+    for (size_t i = 0; i < sw->n_marks; i++) {
+        if (fresh[i] && member[i] && sw->marks[i].role == MARK_CLEAR) {
+            watch_gateway_hosts(ks, sw, &sw->marks[i]);
+        }
+    }
+    free(fresh);
     free(enrolled);
     free(member);
 
@@ -1558,31 +1646,56 @@ install_refusal(struct pk_switch *sw, uint8_t table_id,
                   REFUSED_IDLE_TIMEOUT);
 }
 
+/* Drops every frame from 'src' at gateway port 'port' for a while: a
+ * source that may not cross there (a client's MAC, an outside host behind
+ * another gateway). */
+static void
+install_source_drop(struct pk_switch *sw, ofp_port_t port,
+                    struct eth_addr src)
+{
+    struct match match;
+
+    match_init_catchall(&match);
+    match_set_in_port(&match, port);
+    match_set_dl_src(&match, src);
+    send_flow_mod(sw, OFPFC_ADD, TABLE_PORTS, SOURCE_DROP_PRIORITY, &match,
+                  NULL, DROP_COOKIE, REFUSED_IDLE_TIMEOUT);
+}
+
+/* Sends the frame of 'pi', which came in on 'in_port', back into
+ * 'table_id' of 'sw'. */
+static void
+resubmit_packet(struct pk_switch *sw, const struct ofputil_packet_in *pi,
+                ofp_port_t in_port, uint8_t table_id)
+{
+    struct ofputil_packet_out po;
+    struct ofpbuf ofpacts;
+    struct ofpact_resubmit *resubmit;
+
+    /* Back into the table that missed: a frame from an inter port is no
+     * longer what table 0 lets in from there. */
+    ofpbuf_init(&ofpacts, 16);
+    resubmit = ofpact_put_RESUBMIT(&ofpacts);
+    resubmit->in_port = OFPP_IN_PORT;
+    resubmit->table_id = table_id;
+    po.packet = pi->packet;
+    po.packet_len = pi->packet_len;
+    po.buffer_id = UINT32_MAX;
+    match_init_catchall(&po.flow_metadata);
+    match_set_in_port(&po.flow_metadata, in_port);
+    po.ofpacts = ofpacts.data;
+    po.ofpacts_len = ofpacts.size;
+    switch_send(sw, ofputil_encode_packet_out(&po, sw->protocol));
+    ofpbuf_uninit(&ofpacts);
+}
+
 static void
 release_packet(struct keyserver *ks, struct pk_switch *sw,
                const struct ofputil_packet_in *pi, ofp_port_t in_port,
                uint8_t table_id)
 {
     if (ks->miss_policy == MISS_HOLD) {
-        struct ofputil_packet_out po;
-        struct ofpbuf ofpacts;
-        struct ofpact_resubmit *resubmit;
-
-        /* Back into the table that missed: a frame from an inter port is
-         * no longer what table 0 lets in from there. */
-        ofpbuf_init(&ofpacts, 16);
-        resubmit = ofpact_put_RESUBMIT(&ofpacts);
-        resubmit->in_port = OFPP_IN_PORT;
-        resubmit->table_id = table_id;
-        po.packet = pi->packet;
-        po.packet_len = pi->packet_len;
-        po.buffer_id = UINT32_MAX;
-        match_init_catchall(&po.flow_metadata);
-        match_set_in_port(&po.flow_metadata, in_port);
-        po.ofpacts = ofpacts.data;
-        po.ofpacts_len = ofpacts.size;
-        switch_send(sw, ofputil_encode_packet_out(&po, sw->protocol));
-        ofpbuf_uninit(&ofpacts);
+        resubmit_packet(sw, pi, in_port, table_id);
     }
 }
 
@@ -1729,13 +1842,147 @@ purge_mac(struct keyserver *ks, struct eth_addr mac)
             match_set_dl_dst(&match, mac);
             delete_flows(sw, table, &match);
         }
+
+        /* In table 0, only an outside host's presence flow and source
+         * drops: a client's pass flow is the base pipeline's. */
+        match_init_catchall(&match);
+        match_set_dl_src(&match, mac);
+        send_flow_mod(sw, OFPFC_DELETE, TABLE_PORTS, 0, &match, NULL,
+                      PRESENCE_COOKIE, 0);
+        send_flow_mod(sw, OFPFC_DELETE, TABLE_PORTS, 0, &match, NULL,
+                      DROP_COOKIE, 0);
         switch_forget_pair_flows(sw);
     }
 }
 
-/* Records outside host 'end->mac' behind gateway 'end->id'.  A host that
- * moved from another gateway loses the flows that led there.  Returns false
- * on error. */
+/* Outside hosts at their gateways.
+ *
+ * An outside host stays behind the gateway where it was first seen: its
+ * frames at another gateway's port are dropped there (see
+ * refuse_source() in request.c).  It leaves when the admin moves or
+ * forgets it, or once it has been silent for 'outside_idle' seconds: its
+ * presence flow at the clear port that serves it passes its frames like
+ * the port's own flow and expires when idle, and the switch reports that
+ * (flow removed, see process_flow_removed()). */
+
+/* Installs the presence flow of outside host 'mac' at clear port 'port' of
+ * 'sw' (again, if it is there: its idle time starts over). */
+static void
+install_presence(struct keyserver *ks, struct pk_switch *sw, ofp_port_t port,
+                 struct eth_addr mac)
+{
+    struct ofpbuf ofpacts;
+    struct match match;
+
+    if (!ks->outside_idle) {
+        return;
+    }
+    match_init_catchall(&match);
+    match_set_in_port(&match, port);
+    match_set_dl_src(&match, mac);
+    ofpbuf_init(&ofpacts, 16);
+    ofpact_put_GOTO_TABLE(&ofpacts)->table_id = TABLE_SEND;
+    send_flow_mod__(sw, OFPFC_ADD, TABLE_PORTS, PRESENCE_PRIORITY, &match,
+                    &ofpacts, PRESENCE_COOKIE, ks->outside_idle,
+                    OFPUTIL_FF_SEND_FLOW_REM);
+    ofpbuf_uninit(&ofpacts);
+}
+
+/* True if mark 'm' of 'sw' is the clear port that serves gateway 'm'
+ * (a gateway's first port, where its outside hosts' frames go). */
+static bool
+serves_gateway(const struct keyserver *ks, const struct pk_switch *sw,
+               const struct mark *m)
+{
+    ofp_port_t port;
+    uint64_t dpid;
+
+    return (m->role == MARK_CLEAR
+            && marks_find_client(ks->marks, m->client_id, &dpid, &port)
+            && dpid == sw->dpid && port == m->ofport);
+}
+
+/* Watches outside host 'mac' at the clear port of gateway 'gateway', if
+ * its switch is connected. */
+static void
+watch_outside(struct keyserver *ks, const char *gateway, struct eth_addr mac)
+{
+    struct pk_switch *sw;
+    ofp_port_t port;
+    uint64_t dpid;
+
+    if (marks_find_client(ks->marks, gateway, &dpid, &port)
+        && (sw = find_switch(ks, dpid)) != NULL) {
+        const struct mark *m = switch_find_mark(sw, port);
+
+        if (m && serves_gateway(ks, sw, m)) {
+            install_presence(ks, sw, port, mac);
+        }
+    }
+}
+
+/* Watches every outside host behind the gateway of clear port 'm' of 'sw',
+ * if that port serves the gateway. */
+static void
+watch_gateway_hosts(struct keyserver *ks, struct pk_switch *sw,
+                    const struct mark *m)
+{
+    struct store_outside *outs;
+    size_t n;
+
+    if (!ks->outside_idle || !serves_gateway(ks, sw, m)) {
+        return;
+    }
+    store_list_outside(ks->store, &outs, &n);
+    for (size_t i = 0; i < n; i++) {
+        if (!strcmp(outs[i].gateway, m->client_id)) {
+            install_presence(ks, sw, m->ofport, outs[i].mac);
+        }
+    }
+    free(outs);
+}
+
+/* A flow of 'sw' was removed.  An outside host's presence flow that
+ * expired means the host has been silent at its gateway for the idle
+ * time: the key server forgets where it is. */
+static void
+process_flow_removed(struct keyserver *ks, struct pk_switch *sw,
+                     const struct ofp_header *oh)
+{
+    struct ofputil_flow_removed fr;
+    struct store_outside out;
+    const struct mark *m;
+    struct eth_addr mac;
+    char *error;
+
+    if (ofputil_decode_flow_removed(&fr, oh)
+        || ntohll(fr.cookie) != PRESENCE_COOKIE
+        || fr.reason != OFPRR_IDLE_TIMEOUT) {
+        return;
+    }
+    mac = fr.match.flow.dl_src;
+    m = switch_find_mark(sw, fr.match.flow.in_port.ofp_port);
+    if (!m || !serves_gateway(ks, sw, m)) {
+        return;
+    }
+    char *why = xasprintf("idle for %"PRIu16" s", fr.idle_timeout);
+    error = store_forget_outside(ks->store, mac, m->client_id, why, &out);
+    free(why);
+    if (error) {
+        /* Moved or forgotten meanwhile. */
+        VLOG_DBG("%s: %s", sw->name, error);
+        free(error);
+        return;
+    }
+    VLOG_INFO("%s: outside host "ETH_ADDR_FMT" behind gateway %s was silent "
+              "for %"PRIu16" s; forgotten", sw->name, ETH_ADDR_ARGS(mac),
+              out.gateway, fr.idle_timeout);
+    purge_mac(ks, mac);
+}
+
+/* Records outside host 'end->mac' behind gateway 'end->id', where it was
+ * seen (or which serves it as the only gateway), and watches it there.
+ * Flows that refused it earlier go.  Returns false on error. */
 static bool
 learn_outside(struct keyserver *ks, const struct pk_switch *sw,
               const struct store_client *end)
@@ -1754,6 +2001,7 @@ learn_outside(struct keyserver *ks, const struct pk_switch *sw,
                   sw->name, ETH_ADDR_ARGS(end->mac), end->id);
         purge_mac(ks, end->mac);
     }
+    watch_outside(ks, end->id, end->mac);
     return true;
 }
 
@@ -1791,7 +2039,17 @@ refuse_request(struct keyserver *ks, struct pk_switch *sw,
                const struct request *req, uint8_t table_id,
                const struct flow *flow)
 {
-    if (req->quiet) {
+    if (req->conflict) {
+        const struct mark *m = switch_find_mark(sw, flow->in_port.ofp_port);
+
+        ks->n_refused++;
+        ks->n_outside_conflicts++;
+        VLOG_WARN_RL(&conflict_rl, "%s: outside host "ETH_ADDR_FMT" is "
+                     "behind gateway %s but sends at gateway %s (port %s); "
+                     "dropping its frames there", sw->name,
+                     ETH_ADDR_ARGS(flow->dl_src), req->peer.id, req->me.id,
+                     m ? m->iface : "?");
+    } else if (req->quiet) {
         ks->n_refused++;
         VLOG_DBG_RL(&rl, "%s: ignored frame from "ETH_ADDR_FMT" to "
                     ETH_ADDR_FMT": %s", sw->name, ETH_ADDR_ARGS(flow->dl_src),
@@ -1799,7 +2057,9 @@ refuse_request(struct keyserver *ks, struct pk_switch *sw,
     } else {
         refuse(ks, sw, req->why, flow);
     }
-    if (req->drop_pair) {
+    if (req->drop_source) {
+        install_source_drop(sw, flow->in_port.ofp_port, flow->dl_src);
+    } else if (req->drop_pair) {
         install_refusal(sw, table_id, flow->dl_src, flow->dl_dst);
     }
 }
@@ -1840,9 +2100,11 @@ process_send_request(struct keyserver *ks, struct pk_switch *sw,
     } else if (req.verdict == REQUEST_IGNORE) {
         return;
     } else if (req.verdict == REQUEST_LEARN) {
-        /* The gateway already flooded the broadcast. */
+        /* The host's broadcasts are flooded from now on, this one too
+         * (whatever the miss policy: it is no key request). */
         if (learn_outside(ks, sw, &req.me)) {
             install_learned_flood(sw, in_port, req.me.mac);
+            resubmit_packet(sw, pi, in_port, TABLE_SEND);
         }
         return;
     }
@@ -2175,8 +2437,9 @@ process_features_reply(struct keyserver *ks, struct pk_switch *sw,
 /* True if 'fs', a flow found on 'sw', does not belong to what 'sw' should
  * hold now: a base flow of an earlier process that this one did not
  * install again (every base flow it wants was re-added, with its own
- * cookie, before the dump), or any flow that outputs to a port that is not
- * marked (now). */
+ * cookie, before the dump), the presence flow of a host no longer behind
+ * that port, or any flow that outputs to a port that is not marked
+ * (now). */
 static bool
 flow_is_stale(const struct pk_switch *sw, const struct ofputil_flow_stats *fs)
 {
@@ -2185,6 +2448,16 @@ flow_is_stale(const struct pk_switch *sw, const struct ofputil_flow_stats *fs)
 
     if ((cookie & BASE_COOKIE_MASK) == BASE_COOKIE) {
         return cookie != sw->ks->base_cookie;
+    } else if (cookie == PRESENCE_COOKIE) {
+        /* Still an outside host's, at the port that serves its gateway? */
+        const struct mark *m = switch_find_mark(
+            sw, fs->match.flow.in_port.ofp_port);
+        struct store_outside out;
+
+        return !(m && serves_gateway(sw->ks, sw, m)
+                 && store_find_outside(sw->ks->store, fs->match.flow.dl_src,
+                                       &out)
+                 && !strcmp(out.gateway, m->client_id));
     }
     OFPACT_FOR_EACH_FLATTENED (a, fs->ofpacts, fs->ofpacts_len) {
         if (a->type == OFPACT_OUTPUT) {
@@ -2290,6 +2563,10 @@ switch_process_msg(struct keyserver *ks, struct pk_switch *sw,
         process_features_reply(ks, sw, oh);
     } else if (type == OFPTYPE_BARRIER_REPLY) {
         rollover_barrier_reply(ks, sw, oh->xid);
+    } else if (type == OFPTYPE_FLOW_REMOVED) {
+        if (sw->have_dpid) {
+            process_flow_removed(ks, sw, oh);
+        }
     } else if (type == OFPTYPE_PACKET_IN) {
         if (sw->have_dpid) {
             process_packet_in(ks, sw, oh);
@@ -2412,6 +2689,23 @@ keyserver_client_added(struct keyserver *ks, struct eth_addr mac)
 }
 
 void
+keyserver_outside_changed(struct keyserver *ks, struct eth_addr mac)
+{
+    struct store_outside out;
+
+    purge_mac(ks, mac);
+    if (store_find_outside(ks->store, mac, &out)) {
+        watch_outside(ks, out.gateway, mac);
+    }
+}
+
+void
+keyserver_set_outside_idle(struct keyserver *ks, unsigned int seconds)
+{
+    ks->outside_idle = seconds;
+}
+
+void
 keyserver_pair_revoked(struct keyserver *ks, int64_t pair_id)
 {
     struct pk_switch *sw;
@@ -2485,6 +2779,8 @@ keyserver_format_status(const struct keyserver *ks, struct ds *s)
                   ks->n_requests, ks->n_refused);
     ds_put_format(s, "repeated requests answered from memory: %"PRIu64"\n",
                   ks->n_repeated);
+    ds_put_format(s, "outside conflicts: %"PRIu64"\n",
+                  ks->n_outside_conflicts);
     ds_put_format(s, "key versions issued: %"PRIu64"\n", ks->n_keys_issued);
     ds_put_format(s, "version reports: %"PRIu64" (%"PRIu64" ignored, %"
                   PRIu64" re-pushed, %"PRIu64" verified, %"PRIu64
@@ -2493,6 +2789,9 @@ keyserver_format_status(const struct keyserver *ks, struct ds *s)
                   ks->n_reports_limited);
     ds_put_format(s, "keys lost by a switch: %"PRIu64"\n", ks->n_keys_lost);
     ds_put_format(s, "keys rolling over: %"PRIuSIZE"\n", n_rolling(ks));
+    ds_put_format(s, "refused marks: %"PRIuSIZE"\n",
+                  marks_n_refused(ks->marks));
+    marks_format_refused(ks->marks, s);
     ds_put_cstr(s, "switches:\n");
     LIST_FOR_EACH (sw, list_node, &ks->switches) {
         ds_put_format(s, "  %s: %s", sw->name,

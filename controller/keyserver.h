@@ -23,7 +23,11 @@
  *
  * Pipeline, per bridge:
  *   table 0: a client port passes only its enrolled client's source MAC to
- *            table 1; an uplink passes only encrypted frames to table 2;
+ *            table 1; an uplink passes only encrypted frames to table 2; a
+ *            gateway port passes its frames to table 1 (those of each
+ *            outside host behind it through a flow of the host's own that
+ *            ages when the host is silent), except from sources refused
+ *            there (a client's MAC, an outside host of another gateway);
  *            everything else is dropped.
  *   table 1: frames from clients, by destination MAC: encrypt with the pair
  *            key and send to the uplink (or deliver locally, in the clear,
@@ -72,6 +76,15 @@ void keyserver_wait(struct keyserver *);
 void keyserver_client_added(struct keyserver *, struct eth_addr mac);
 void keyserver_client_removed(struct keyserver *, struct eth_addr mac,
                               const int64_t *pair_ids, size_t n);
+
+/* Tell the key server that outside host 'mac' was moved to another gateway
+ * or forgotten: its flows leave every switch, and it is watched at its new
+ * gateway. */
+void keyserver_outside_changed(struct keyserver *, struct eth_addr mac);
+
+/* Forget where an outside host is once it has been silent at its gateway
+ * for 'seconds' (at most 65535; 0: never).  The default is 300. */
+void keyserver_set_outside_idle(struct keyserver *, unsigned int seconds);
 
 /* Tell the key server that the key of pair 'pair_id' was revoked: its
  * flows and SAs leave every switch. */

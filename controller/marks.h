@@ -35,7 +35,15 @@
  * UDP through a NAT (nat)).
  * Marks are grouped by the datapath id of the interface's bridge, which is
  * how OpenFlow connections are matched to bridges.  A malformed mark is
- * logged and ignored. */
+ * logged and ignored.
+ *
+ * An id belongs to one client port, or to the gateway ports of one bridge
+ * (which share it): a port that also claims it is refused, as if it had no
+ * mark, and logged once (ERR) naming both ports.  The holder is the port
+ * that this process saw claim the id first; when its mark goes, the next
+ * claim in order takes over.  Among claims seen at once (as when pairkeyd
+ * starts), the order is by bridge datapath id, then OpenFlow port number.
+ * Refused and malformed marks are listed by marks_format_refused(). */
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -43,6 +51,8 @@
 #include <stdint.h>
 #include "crypt-frame.h"
 #include "openvswitch/types.h"
+
+struct ds;
 
 enum mark_role {
     MARK_CLIENT,
@@ -100,5 +110,35 @@ void marks_free(struct mark *, size_t n);
  * none. */
 bool marks_find_client(const struct marks *, const char *id,
                        uint64_t *dpid, ofp_port_t *ofport);
+
+/* The marks that program nothing: malformed, or claiming an id that
+ * another port holds.  marks_format_refused() appends one line per mark to
+ * 's': "  IFACE (bridge BRIDGE, port N): REASON". */
+size_t marks_n_refused(const struct marks *);
+void marks_format_refused(const struct marks *, struct ds *s);
+
+/* Who holds each id, on its own for tests.  Each port marked with an id
+ * is one claim. */
+struct mark_claim {
+    const char *id;             /* Client or gateway id. */
+    uint64_t dpid;              /* Its bridge's datapath id. */
+    ofp_port_t ofport;
+    const char *iface;
+    bool gateway;               /* A gateway port: the gateway ports of one
+                                 * bridge are one claimant. */
+    size_t owner;               /* Set by mark_owners_resolve(): this
+                                 * claim's index if it holds 'id', otherwise
+                                 * the index of a claim that does. */
+};
+
+struct mark_owners *mark_owners_create(void);
+void mark_owners_destroy(struct mark_owners *);
+
+/* Decides, for the 'n' claims of every port marked now, who holds each
+ * id: the holder from the previous call if it still claims it, otherwise
+ * the claim lowest by (dpid, ofport).  'owners' remembers the holders for
+ * the next call. */
+void mark_owners_resolve(struct mark_owners *, struct mark_claim *,
+                         size_t n);
 
 #endif /* marks.h */

@@ -52,6 +52,10 @@ static const struct command commands[] = {
       "list pair keys (versions and times, never keys)" },
     { "show", "", 0, 0, "show the key server's status" },
     { "dump", "", 0, 0, "print clients and keys as tab-separated records" },
+    { "forget-outside", "MAC", 1, 1,
+      "forget which gateway serves outside host MAC" },
+    { "move-outside", "MAC GATEWAY", 2, 2,
+      "move outside host MAC behind gateway GATEWAY" },
     { "add-peer", "NAME REMOTE [KIND]", 2, 3,
       "peer with key server NAME at REMOTE (ssl:HOST:PORT); KIND inter "
       "(default), authority or member" },

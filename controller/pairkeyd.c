@@ -65,6 +65,7 @@ static char *peer_listen;       /* --peer-listen. */
 static long long int rekey_msec; /* --rekey-interval, 0 for none. */
 static unsigned int request_rate = KEYSERVER_REQUEST_RATE;
                                  /* --request-rate, 0 for none. */
+static unsigned int outside_idle = 300; /* --outside-idle-timeout. */
 
 struct server {
     struct store *store;
@@ -147,6 +148,7 @@ main(int argc, char *argv[])
     peers_set_cascade(server.peers, server.cascade);
     keyserver_set_rekey_interval(server.ks, rekey_msec);
     keyserver_set_request_rate(server.ks, request_rate);
+    keyserver_set_outside_idle(server.ks, outside_idle);
     keyserver_start(server.ks);
     if (peer_listen) {
         error = peers_listen(server.peers, peer_listen);
@@ -425,6 +427,82 @@ cmd_revoke_key(struct unixctl_conn *conn, int argc OVS_UNUSED,
     keyserver_pair_revoked(server->ks, pair_id);
     cascade_pair_revoked(server->cascade, argv[1], argv[2]);
     unixctl_command_reply(conn, NULL);
+}
+
+/* Parses 'arg', the MAC of an outside host, into '*mac'.  Returns an error
+ * message if it is not a unicast address. */
+static char *
+parse_outside_mac(const char *arg, struct eth_addr *mac)
+{
+    return (!parse_mac(arg, mac) || eth_addr_is_multicast(*mac)
+            || eth_addr_is_zero(*mac)
+            ? xstrdup("not a unicast address like 02:00:00:00:00:01")
+            : NULL);
+}
+
+/* Replies to 'conn' for command 'what' ("forget", "move") on outside host
+ * 'arg' ('mac'): with 'error' (freed), if any, or success after telling
+ * the key server. */
+static void
+reply_outside_change(struct unixctl_conn *conn, struct server *server,
+                     const char *what, const char *arg, struct eth_addr mac,
+                     char *error)
+{
+    if (error) {
+        char *quoted = store_quote_input(arg);
+        char *msg = xasprintf("Unable to %s outside host '%s': %s", what,
+                              quoted, error);
+
+        unixctl_command_reply_error(conn, msg);
+        free(msg);
+        free(quoted);
+        free(error);
+        return;
+    }
+    keyserver_outside_changed(server->ks, mac);
+    unixctl_command_reply(conn, NULL);
+}
+
+/* An outside host stays behind the gateway where it was first seen: the
+ * admin moves it, or forgets it so that it is learned again where it is
+ * seen next. */
+static void
+cmd_forget_outside(struct unixctl_conn *conn, int argc OVS_UNUSED,
+                   const char *argv[], void *server_)
+{
+    struct server *server = server_;
+    struct store_outside out;
+    struct eth_addr mac;
+    char *error = parse_outside_mac(argv[1], &mac);
+
+    if (!error) {
+        error = store_forget_outside(server->store, mac, NULL,
+                                     "forgotten by pairkeyctl "
+                                     "forget-outside", &out);
+    }
+    if (!error) {
+        VLOG_INFO("forgot outside host "ETH_ADDR_FMT" behind gateway %s",
+                  ETH_ADDR_ARGS(mac), out.gateway);
+    }
+    reply_outside_change(conn, server, "forget", argv[1], mac, error);
+}
+
+static void
+cmd_move_outside(struct unixctl_conn *conn, int argc OVS_UNUSED,
+                 const char *argv[], void *server_)
+{
+    struct server *server = server_;
+    struct eth_addr mac;
+    char *error = parse_outside_mac(argv[1], &mac);
+
+    if (!error) {
+        error = store_move_outside(server->store, mac, argv[2]);
+    }
+    if (!error) {
+        VLOG_INFO("moved outside host "ETH_ADDR_FMT" to gateway %s",
+                  ETH_ADDR_ARGS(mac), argv[2]);
+    }
+    reply_outside_change(conn, server, "move", argv[1], mac, error);
 }
 
 /* Replies to 'conn' with 'error' (freed), if any, or success after
@@ -772,6 +850,10 @@ register_commands(struct server *server)
                              cmd_del_peer, server);
     unixctl_command_register("pairkey/list-peers", "", 0, 0,
                              cmd_list_peers, server);
+    unixctl_command_register("pairkey/forget-outside", "MAC", 1, 1,
+                             cmd_forget_outside, server);
+    unixctl_command_register("pairkey/move-outside", "MAC GATEWAY", 2, 2,
+                             cmd_move_outside, server);
     unixctl_command_register("pairkey/dump", "", 0, 0, cmd_dump, server);
     unixctl_command_register("exit", "", 0, 0, cmd_exit, server);
 }
@@ -791,6 +873,7 @@ parse_options(int argc, char *argv[])
         OPT_PEER_LISTEN,
         OPT_REKEY_INTERVAL,
         OPT_REQUEST_RATE,
+        OPT_OUTSIDE_IDLE_TIMEOUT,
         VLOG_OPTION_ENUMS,
         DAEMON_OPTION_ENUMS,
         SSL_OPTION_ENUMS,
@@ -805,6 +888,8 @@ parse_options(int argc, char *argv[])
         {"peer-listen", required_argument, NULL, OPT_PEER_LISTEN},
         {"rekey-interval", required_argument, NULL, OPT_REKEY_INTERVAL},
         {"request-rate", required_argument, NULL, OPT_REQUEST_RATE},
+        {"outside-idle-timeout", required_argument, NULL,
+         OPT_OUTSIDE_IDLE_TIMEOUT},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         DAEMON_LONG_OPTIONS,
@@ -879,6 +964,14 @@ parse_options(int argc, char *argv[])
             }
             break;
 
+        case OPT_OUTSIDE_IDLE_TIMEOUT:
+            if (!str_to_uint(optarg, 10, &outside_idle)
+                || outside_idle > UINT16_MAX) {
+                ovs_fatal(0, "--outside-idle-timeout=%s: must be a number of "
+                          "seconds from 0 (never) to 65535", optarg);
+            }
+            break;
+
         case OPT_PEER_CA_CERT:
             stream_ssl_set_peer_ca_cert_file(optarg);
             break;
@@ -928,7 +1021,12 @@ usage(void)
            "  --rekey-interval=SECONDS  rotate every key this old\n"
            "  --request-rate=PPS      key requests each port may send "
            "(default %u,\n"
-           "                          0 for no limit)\n",
+           "                          0 for no limit)\n"
+           "  --outside-idle-timeout=SECONDS  forget where an outside host "
+           "is\n"
+           "                          once it is silent this long (default "
+           "300,\n"
+           "                          0: never)\n",
            program_name, program_name, KEYSERVER_REQUEST_RATE);
     daemon_usage();
     vlog_usage();

@@ -145,6 +145,35 @@ judge_send_from_client(struct store *store, const struct request_ports *ports,
     }
 }
 
+/* Refuses 'req' if the source of a frame from gateway end 'me' may not
+ * cross there: a client's MAC (a plain host may not speak as a client), or
+ * an outside host behind another gateway (a host stays behind the gateway
+ * where it was first seen).  Either way, the source's frames are dropped
+ * at that port for a while. */
+static bool
+refuse_source(struct store *store, const struct store_client *me,
+              struct request *req)
+{
+    struct store_outside out;
+    struct store_client client;
+
+    if (store_find_client_by_mac(store, me->mac, &client)) {
+        refuse(req, "source is an enrolled client's MAC", false);
+    } else if (store_find_outside(store, me->mac, &out)
+               && strcmp(out.gateway, me->id)) {
+        refuse(req, "source is an outside host behind another gateway",
+               false);
+        req->conflict = true;
+        req->me = *me;
+        req->peer = *me;
+        ovs_strlcpy(req->peer.id, out.gateway, sizeof req->peer.id);
+    } else {
+        return false;
+    }
+    req->drop_source = true;
+    return true;
+}
+
 /* A frame from a plain host, through a clear port: its gateway asks, on
  * behalf of that host, for the pair key with the client it talks to. */
 static void
@@ -156,20 +185,15 @@ judge_send_from_clear(struct store *store, const struct request_ports *ports,
 
     if (eth_addr_is_multicast(src) || eth_addr_is_zero(src)) {
         refuse(req, "source is not a unicast address", false);
+    } else if (store && refuse_source(store, &me, req)) {
+        /* Refused. */
     } else if (eth_addr_is_multicast(dst)) {
-        /* The gateway's flows carry broadcasts; the first one of a host
-         * tells where it is, before anyone answers it. */
-        if (store && store_find_client_by_mac(store, src, &peer)) {
-            refuse(req, "source is an enrolled client's MAC", false);
-        } else {
-            answer(req, &me, ports->marks[i].ofport, NULL, false);
-            req->verdict = REQUEST_LEARN;
-        }
+        /* The gateway sends a host's broadcasts to the key server until
+         * it learned where the host is, and floods them only then. */
+        answer(req, &me, ports->marks[i].ofport, NULL, false);
+        req->verdict = REQUEST_LEARN;
     } else if (!store) {
         answer(req, &me, ports->marks[i].ofport, NULL, true);
-    } else if (store_find_client_by_mac(store, src, &peer)) {
-        /* A plain host may not speak as a client. */
-        refuse(req, "source is an enrolled client's MAC", true);
     } else if (!store_find_client_by_mac(store, dst, &peer)) {
         refuse(req, "destination is not enrolled", true);
     } else {

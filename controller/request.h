@@ -67,6 +67,11 @@ struct request {
                                  * destination for a while. */
     bool quiet;                 /* Not worth a log line: a gateway bridge
                                  * sees every frame the wire floods. */
+    bool drop_source;           /* Drop every frame from this source at
+                                 * this port for a while. */
+    bool conflict;              /* The source is outside host 'me.mac',
+                                 * seen at gateway 'me.id' but behind
+                                 * gateway 'peer.id'. */
 
     /* REQUEST_PAIR.  'me' is the end behind this switch on whose behalf
      * the request is made, 'peer' the other end.  An end is a client, or a
@@ -84,7 +89,9 @@ struct request {
  * of flows by destination: the sender's request.  From a client's port, the
  * destination may be a client or an outside host (served by the gateway
  * where it was learned, or by the only gateway); from a clear port, the
- * source must be no client's MAC and the destination a client.
+ * source must be no client's MAC and no outside host behind another
+ * gateway (an outside host stays where it was first seen), and the
+ * destination a client.
  *
  * With a null 'store', judges only what the switch's ports tell (the port
  * and the source), so that a repeated request can be answered without the

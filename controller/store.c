@@ -18,11 +18,15 @@
 #include "store.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <sodium.h>
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "crypt-frame.h"
 #include "openvswitch/dynamic-string.h"
@@ -729,6 +733,70 @@ store_prepare(struct store *store)
     return NULL;
 }
 
+/* Returns NULL if 'name', described by 'st', may hold key bytes: a regular
+ * file of this process's user that no one else may read or write. */
+static char * OVS_WARN_UNUSED_RESULT
+check_private(const char *name, const struct stat *st)
+{
+    if (!S_ISREG(st->st_mode)) {
+        return xasprintf("%s: not a regular file", name);
+    } else if (st->st_uid != geteuid()) {
+        return xasprintf("%s: owned by uid %lu, not by this process's uid "
+                         "%lu; refusing to open the key store", name,
+                         (unsigned long int) st->st_uid,
+                         (unsigned long int) geteuid());
+    } else if (st->st_mode & (S_IRWXG | S_IRWXO)) {
+        return xasprintf("%s: mode %04o lets group or others access the key "
+                         "store; refusing to open it (chmod 600 it first)",
+                         name, (unsigned int) (st->st_mode & 07777));
+    }
+    return NULL;
+}
+
+/* The database holds raw key bytes.  Creates 'path' with mode 0600 if it
+ * does not exist, whatever the umask (SQLite gives the -wal and -shm files
+ * it creates the mode of the database), and refuses a database, or a -wal
+ * or -shm file, that another user owns or that group or others may read or
+ * write.  A refused store is left as it is. */
+static char * OVS_WARN_UNUSED_RESULT
+store_check_files(const char *path)
+{
+    static const char *const suffixes[] = { "", "-wal", "-shm" };
+    bool created = false;
+    char *error = NULL;
+    int fd;
+
+    fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, S_IRUSR | S_IWUSR);
+    if (fd >= 0) {
+        created = true;
+        if (fchmod(fd, S_IRUSR | S_IWUSR)) {
+            error = xasprintf("%s: cannot set mode 0600: %s", path,
+                              ovs_strerror(errno));
+        }
+        close(fd);
+    } else if (errno != EEXIST) {
+        return xasprintf("%s: cannot create database: %s", path,
+                         ovs_strerror(errno));
+    }
+
+    for (size_t i = 0; !error && i < ARRAY_SIZE(suffixes); i++) {
+        char *name = xasprintf("%s%s", path, suffixes[i]);
+        struct stat st;
+
+        if (!stat(name, &st)) {
+            error = check_private(name, &st);
+        } else if (errno != ENOENT || !i) {
+            error = xasprintf("%s: cannot check permissions: %s", name,
+                              ovs_strerror(errno));
+        }
+        free(name);
+    }
+    if (error && created) {
+        unlink(path);
+    }
+    return error;
+}
+
 char *
 store_open__(const char *path, const char *schema,
              const char *const *steps, int n_migrations,
@@ -741,6 +809,11 @@ store_open__(const char *path, const char *schema,
     *storep = NULL;
     if (!store_sodium_init()) {
         return xasprintf("%s: cannot initialize libsodium", path);
+    }
+
+    error = store_check_files(path);
+    if (error) {
+        return error;
     }
 
     store = xzalloc(sizeof *store);
@@ -1362,9 +1435,11 @@ store_add_gateway(struct store *store, const char *id)
     return change_end(store, error);
 }
 
+/* Records outside host 'mac' behind 'gateway'.  A host behind another
+ * gateway moves only if 'move'; with 'move', it must be known. */
 static char * OVS_WARN_UNUSED_RESULT
 learn_outside__(struct store *store, struct eth_addr mac, const char *gateway,
-                bool *changed)
+                bool move, bool *changed)
 {
     char mac_s[ETH_ADDR_STRLEN + 1];
     struct store_client client;
@@ -1387,6 +1462,11 @@ learn_outside__(struct store *store, struct eth_addr mac, const char *gateway,
     error = find_outside(store, mac, &out, &found);
     if (error || (found && !strcmp(out.gateway, gateway))) {
         return error;
+    } else if (found && !move) {
+        return xasprintf("outside host %s is behind gateway '%s'", mac_s,
+                         out.gateway);
+    } else if (!found && move) {
+        return xasprintf("unknown outside host %s", mac_s);
     }
 
     sqlite3_stmt *stmt = stmt_get(store, S_OUTSIDE_PUT);
@@ -1398,7 +1478,7 @@ learn_outside__(struct store *store, struct eth_addr mac, const char *gateway,
         return error;
     }
     reason = (found
-              ? xasprintf("mac %s from gateway %s", mac_s, out.gateway)
+              ? xasprintf("mac %s moved from gateway %s", mac_s, out.gateway)
               : xasprintf("mac %s", mac_s));
     error = audit_add(store, "learn", gateway, NULL, 0, NULL, reason);
     free(reason);
@@ -1406,10 +1486,11 @@ learn_outside__(struct store *store, struct eth_addr mac, const char *gateway,
     return error;
 }
 
-char *
-store_learn_outside(struct store *store, struct eth_addr mac,
-                    const char *gateway, bool *changed)
+static char * OVS_WARN_UNUSED_RESULT
+put_outside(struct store *store, struct eth_addr mac, const char *gateway,
+            bool move, bool *changed)
 {
+    const char *verb = move ? "move" : "learn";
     bool changed_dummy;
     char *error;
 
@@ -1420,21 +1501,94 @@ store_learn_outside(struct store *store, struct eth_addr mac,
         return error;
     }
     if (eth_addr_is_zero(mac) || eth_addr_is_multicast(mac)) {
-        return xasprintf("cannot learn MAC "ETH_ADDR_FMT" behind gateway "
-                         "'%s': not a unicast address", ETH_ADDR_ARGS(mac),
-                         gateway);
+        return xasprintf("cannot %s MAC "ETH_ADDR_FMT" behind gateway "
+                         "'%s': not a unicast address", verb,
+                         ETH_ADDR_ARGS(mac), gateway);
     }
-    set_op(store, "cannot learn MAC "ETH_ADDR_FMT" behind gateway '%s'",
-           ETH_ADDR_ARGS(mac), gateway);
+    set_op(store, "cannot %s MAC "ETH_ADDR_FMT" behind gateway '%s'",
+           verb, ETH_ADDR_ARGS(mac), gateway);
     error = change_begin(store);
     if (!error) {
-        error = learn_outside__(store, mac, gateway, changed);
+        error = learn_outside__(store, mac, gateway, move, changed);
+        if (!error && move && !*changed) {
+            error = xasprintf("outside host "ETH_ADDR_FMT" is already "
+                              "behind gateway '%s'", ETH_ADDR_ARGS(mac),
+                              gateway);
+        }
     }
     error = change_end(store, error);
     if (error) {
         *changed = false;
     }
     return error;
+}
+
+char *
+store_learn_outside(struct store *store, struct eth_addr mac,
+                    const char *gateway, bool *changed)
+{
+    return put_outside(store, mac, gateway, false, changed);
+}
+
+char *
+store_move_outside(struct store *store, struct eth_addr mac,
+                   const char *gateway)
+{
+    return put_outside(store, mac, gateway, true, NULL);
+}
+
+static char * OVS_WARN_UNUSED_RESULT
+forget_outside__(struct store *store, struct eth_addr mac,
+                 const char *gateway, const char *why,
+                 struct store_outside *out)
+{
+    char mac_s[ETH_ADDR_STRLEN + 1];
+    char *error, *reason;
+    bool found;
+
+    mac_to_string(mac, mac_s);
+    error = find_outside(store, mac, out, &found);
+    if (error || !found) {
+        return error ? error : xasprintf("unknown outside host %s", mac_s);
+    } else if (gateway && strcmp(out->gateway, gateway)) {
+        return xasprintf("outside host %s is behind gateway '%s', not '%s'",
+                         mac_s, out->gateway, gateway);
+    }
+
+    sqlite3_stmt *stmt = stmt_get(store, S_OUTSIDE_DELETE);
+    bind_text(stmt, ":mac", mac_s);
+    error = stmt_exec(store, stmt);
+    if (!error) {
+        reason = xasprintf("mac %s %s", mac_s, why);
+        error = audit_add(store, "unlearn", out->gateway, NULL, 0, NULL,
+                          reason);
+        free(reason);
+    }
+    return error;
+}
+
+char *
+store_forget_outside(struct store *store, struct eth_addr mac,
+                     const char *gateway, const char *why,
+                     struct store_outside *outp)
+{
+    struct store_outside out_dummy;
+    struct store_outside *out = outp ? outp : &out_dummy;
+    char *error;
+
+    if (gateway) {
+        error = check_id(gateway);
+        if (error) {
+            return error;
+        }
+    }
+    set_op(store, "cannot forget outside MAC "ETH_ADDR_FMT,
+           ETH_ADDR_ARGS(mac));
+    error = change_begin(store);
+    if (!error) {
+        error = forget_outside__(store, mac, gateway, why, out);
+    }
+    return change_end(store, error);
 }
 
 bool

@@ -61,8 +61,13 @@ struct store;
 /* Opening.  Creates the database with the current schema if 'path' does not
  * exist, migrates an older one step by step (schema/NNN-*.sql), and refuses
  * one newer than this program ("pairkey.db: database schema version 7 is
- * newer than this pairkeyd supports (1)") without changing it.  On error,
- * '*storep' is NULL. */
+ * newer than this pairkeyd supports (1)") without changing it.  The file
+ * holds key bytes: it is created with mode 0600 whatever the umask (and so
+ * are its -wal and -shm files), and a database, -wal or -shm file owned by
+ * another user or open to group or others is refused ("pairkey.db: mode
+ * 0644 lets group or others access the key store; refusing to open it
+ * (chmod 600 it first)") without being changed.  On error, '*storep' is
+ * NULL. */
 char *store_open(const char *path, struct store **storep)
     OVS_WARN_UNUSED_RESULT;
 void store_close(struct store *);
@@ -129,7 +134,7 @@ char *store_revoke_pair(struct store *, const char *id1, const char *id2,
 
 /* Gateways and the hosts outside the encrypted subnet behind them (the
  * patent's ID_X86 and its ID-MAC).  An outside host is served by the
- * gateway where it was last seen. */
+ * gateway where it was first seen, until it is moved or forgotten. */
 struct store_outside {
     struct eth_addr mac;
     char gateway[STORE_ID_MAX_LEN + 1];
@@ -146,11 +151,24 @@ void store_list_gateways(struct store *, struct store_client **gateways,
                          size_t *n);
 
 /* Records that outside host 'mac' is behind gateway 'gateway' (audited as
- * "learn" if it is new or moved there from another gateway; '*changed' says
- * which, if nonnull).  Refuses a MAC enrolled to a client and an unknown
- * gateway. */
+ * "learn" if it is new; '*changed' says so, if nonnull).  Refuses a MAC
+ * enrolled to a client, an unknown gateway, and a host behind another
+ * gateway ("outside host 02:00:00:00:00:50 is behind gateway 'gw-1'"). */
 char *store_learn_outside(struct store *, struct eth_addr mac,
                           const char *gateway, bool *changed)
+    OVS_WARN_UNUSED_RESULT;
+
+/* Moves known outside host 'mac' to another gateway, 'gateway' (audited as
+ * "learn", reason "mac <MAC> moved from gateway <OLD>"). */
+char *store_move_outside(struct store *, struct eth_addr mac,
+                         const char *gateway) OVS_WARN_UNUSED_RESULT;
+
+/* Forgets outside host 'mac' (audited as "unlearn", reason "mac <MAC>
+ * <WHY>") and stores what it was in '*out' if nonnull.  With a nonnull
+ * 'gateway', only if it is behind that gateway. */
+char *store_forget_outside(struct store *, struct eth_addr mac,
+                           const char *gateway, const char *why,
+                           struct store_outside *out)
     OVS_WARN_UNUSED_RESULT;
 bool store_find_outside(struct store *, struct eth_addr mac,
                         struct store_outside *);

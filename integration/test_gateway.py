@@ -18,6 +18,7 @@ Every test fails on WARN/ERR lines of ovs-vswitchd or pairkeyd that it does
 not expect (conftest.py; allow_log lists the provoked ones).
 """
 
+import re
 import secrets
 
 import pytest
@@ -136,8 +137,10 @@ def test_plain_host_talks_to_every_client(gw):
 @pytest.mark.allow_log(REFUSED_SPOOF)
 def test_plain_host_cannot_speak_as_a_client(gw):
     """2. p1 takes h1's MAC and sends to h2: the gateway's key request is
-    refused (a plain host may not use an enrolled client's MAC), nothing
-    reaches h2, and h1's own traffic with h2 goes on."""
+    refused (a plain host may not use an enrolled client's MAC) and br3
+    drops every frame from that MAC at p1's port for a while, broadcasts
+    included; nothing reaches h2 or the wire, and h1's own traffic with h2
+    goes on."""
     net, pk, gateway = gw
     net.static_arp()
     net.wait_ping("h1", "h2")
@@ -150,20 +153,21 @@ def test_plain_host_cannot_speak_as_a_client(gw):
     with net.capture() as cap, net.pinger("h1", "h2") as victim:
         for _ in range(5):
             net.udp_send("p1", "h2", port, m)
-        # A broadcast from p1 under h1's MAC crosses under the group key,
-        # which h1's own switch seals with too.
+        # Nor do p1's broadcasts under h1's MAC cross (under the group key,
+        # which h1's own switch seals with too).
         net.host_run("p1", "ping", "-b", "-c", "2", "-i", "0.2", "-W", "1",
                      "10.0.0.255")
         wait_until(lambda: len(victim.replies) >= 10, 10, "h1's pings")
     assert victim.sent and not victim.lost()
     assert net.udp_recv(rx) is None
     assert_wire_sealed(cap.frames, (MARKER, m))
-    # The gateway sealed p1's broadcasts under its own sender id (format
-    # 2), never under h1's subkey (format 1 with h1's MAC), which would
-    # have reused h1's nonces under the group key.
     h1 = mac(net, "h1")
-    spoofed = [f for f in cap.frames if f[6:12] == h1 and f[0] & 1]
-    assert spoofed and {f[14] for f in spoofed} == {2}
+    assert not [f for f in cap.frames if f[6:12] == h1 and f[0] & 1]
+    drop = net.ofctl("dump-flows", "br3", "table=0,in_port=%d,dl_src=%s"
+                     % (net.topo.host_ofport("p1"), net.topo.host("h1").mac))
+    assert re.search(r"priority=150,.* actions=drop", drop.stdout), \
+        drop.stdout
+    assert int(re.search(r"n_packets=(\d+)", drop.stdout).group(1)) >= 4
     assert "02:00:00:00:01:01" not in pk.dump()["outside"]
 
 
@@ -229,8 +233,13 @@ def test_broadcast_crosses_the_gateway(gw):
                    and arrived("h2", got["p1"]), 5,
                    "p1's broadcast at h1 and h2")
     assert_wire_sealed(cap.frames, (MARKER, m))
-    assert [f for f in cap.frames if f[0:6] == b"\xff" * 6
-            and f[6:12] == mac(net, "p1")], "p1's broadcast not on the wire"
+    from_p1 = [f for f in cap.frames if f[0:6] == b"\xff" * 6
+               and f[6:12] == mac(net, "p1")]
+    assert from_p1, "p1's broadcast not on the wire"
+    # The gateway seals them under its own sender id (format 2): a plain
+    # host's MAC never selects a subkey, so one that takes a client's MAC
+    # could not reuse the client's nonces under the group key.
+    assert {f[14] for f in from_p1} == {2}
 
 
 # h1 asks for a MAC that no gateway has seen, with two gateways: refused.
@@ -302,3 +311,185 @@ def test_two_gateways_each_serve_their_own_hosts(needs_pairkeyd, make_net):
     with net.capture() as cap:
         assert not net.ping("p1", "p2")
     assert_wire_sealed(cap.frames, (MARKER,))
+
+
+def gateway_ids(net, bridges):
+    """{bridge: its gateway id} ("gw-" and its datapath id)."""
+    return {br: "gw-%016x" % int(net.vsctl(
+        "get", "Bridge", br, "datapath_id").stdout.strip().strip('"'), 16)
+        for br in bridges}
+
+
+def udp_broadcast(net, host, port, payload):
+    net.host_run(host, "/usr/bin/python3", "-c",
+                 "import socket; s = socket.socket(socket.AF_INET, "
+                 "socket.SOCK_DGRAM); s.setsockopt(socket.SOL_SOCKET, "
+                 "socket.SO_BROADCAST, 1); s.sendto(%r, ('10.0.0.255', %d))"
+                 % (payload, port), check=True)
+
+
+def outside_conflicts(pk):
+    m = re.search(r"^outside conflicts: (\d+)$", pk.ctl("show").stdout,
+                  re.M)
+    return int(m.group(1))
+
+
+def impersonate(net, host, victim):
+    """'host' takes the MAC and address of 'victim', and knows h1's MAC."""
+    v = net.topo.host(victim)
+    net.host_run(host, "ip", "link", "set", "eth0", "address", v.mac,
+                 check=True)
+    net.host_run(host, "ip", "addr", "flush", "dev", "eth0", check=True)
+    net.host_run(host, "ip", "addr", "add", v.ip, "dev", "eth0", check=True)
+    net.host_run(host, "ip", "neigh", "replace", net.topo.host("h1").addr,
+                 "lladdr", net.topo.host("h1").mac, "dev", "eth0", "nud",
+                 "permanent", check=True)
+
+
+# p1's MAC at the other gateway (p2's port), refused there; after the move,
+# at p1's own.
+CONFLICT = (r"pairkeyd\.log: .*\|keyserver\|WARN\|br[23]: outside host "
+            r"02:00:00:00:0a:01 is behind gateway gw-[0-9a-f]{16} but sends "
+            r"at gateway gw-[0-9a-f]{16} \(port p[12]\); dropping its frames "
+            r"there$")
+
+
+@pytest.mark.allow_log(CONFLICT)
+def test_outside_host_stays_behind_its_gateway(needs_pairkeyd, make_net):
+    """6. Two gateways (topo.GATEWAYS): p1 is learned behind br2.  p2,
+    behind br3, takes p1's MAC and address and sends to h1, unicast and
+    broadcasts, while p1 pings h1 every 50 ms and h1 sends datagrams to p1.
+    p1 stays behind br2 (the store, no 'learn' audited); br3 drops every
+    forged frame (the key server sees the first and counts it under
+    'outside conflicts', with one WARN naming the MAC and both gateways;
+    br3's table 0 source drop the rest) and puts nothing on the wire;
+    neither h1 nor p1's side receives any of them; p1 loses no ping; p2
+    receives nothing unicast from h1, none of h1's data for p1.  Then the
+    admin moves p1's MAC behind br3 (audited): p2 reaches h1 and p1's
+    frames are the ones dropped; forgotten (audited), the MAC is learned
+    where it is seen next.  Bad forget-outside and move-outside input is
+    refused with one line and changes nothing."""
+    from test_keyserver import refusals
+    net = make_net(GATEWAYS)
+    pk = net.start_keyserver()
+    wait_until(lambda: len(pk.dump()["gateways"]) == 2, 10, "two gateways")
+    gw = gateway_ids(net, ("br2", "br3"))
+    p1 = net.topo.host("p1")
+    net.wait_ping("p1", "h1")
+    assert pk.dump()["outside"] == {p1.mac: gw["br2"]}
+    learned = pk.ctl("audit").stdout.count("\tlearn\t")
+
+    impersonate(net, "p2", "p1")
+    port = 5557
+    forged, for_p1 = marker(), marker()
+    rx_h1 = net.udp_socket("h1", port)
+    rx_p1 = net.udp_socket("p1", port)
+    spies = {h: net.sniffer(h) for h in ("h1", "p1", "p2")}
+    from_br3 = net.wire_rx_from("br3")
+    with net.capture() as cap, net.pinger("p1", "h1") as victim:
+        for _ in range(5):
+            net.udp_send("p2", "h1", port, forged)
+            net.udp_send("h1", "p1", port, for_p1)
+        udp_broadcast(net, "p2", port, forged)
+        net.host_run("p2", "ping", "-b", "-c", "2", "-i", "0.2", "-W", "1",
+                     "10.0.0.255")
+        wait_until(lambda: len(victim.replies) >= 20, 10, "p1's pings")
+    assert victim.sent and not victim.lost()
+    assert pk.dump()["outside"] == {p1.mac: gw["br2"]}
+    assert pk.ctl("audit").stdout.count("\tlearn\t") == learned
+    assert net.udp_recv(rx_h1) is None, "p2's datagram reached h1"
+    got = []
+    while (d := net.udp_recv(rx_p1)) is not None:
+        got.append(d)
+    assert got == [for_p1] * 5, "p1 got %r" % got
+    for h in ("h1", "p1"):
+        assert not [f for f in spies[h].received() if forged in f], \
+            "a forged frame reached " + h
+    h1 = mac(net, "h1")
+    for f in spies["p2"].received():
+        assert f[0] & 1 or f[6:12] != h1, "h1's unicast frame reached p2"
+        assert for_p1 not in f, "h1's data for p1 reached p2"
+    assert_wire_sealed(cap.frames, (MARKER, forged, for_p1))
+    assert net.wire_rx_from("br3") == from_br3, "br3 put frames on the wire"
+    conflicts = outside_conflicts(pk)
+    assert conflicts >= 1
+    drop = net.ofctl("dump-flows", "br3", "table=0,in_port=%d,dl_src=%s"
+                     % (net.topo.host_ofport("p2"), p1.mac)).stdout
+    assert re.search(r"priority=150,.* actions=drop", drop), drop
+    dropped = int(re.search(r"n_packets=(\d+)", drop).group(1))
+    assert conflicts + dropped >= 8, (conflicts, dropped)
+    warns = [ln for ln in pk.log_lines(("WARN",)) if "outside host" in ln]
+    assert len(warns) == 1 and warns[0].endswith(
+        "br3: outside host %s is behind gateway %s but sends at gateway %s "
+        "(port p2); dropping its frames there" % (p1.mac, gw["br2"],
+                                                  gw["br3"])), warns
+
+    # Bad input: one line naming it, nothing changes.
+    bad = [(["forget-outside", "02:00:00:00:0a"], "02:00:00:00:0a"),
+           (["forget-outside", "ff:ff:ff:ff:ff:ff"], "ff:ff:ff:ff:ff:ff"),
+           (["forget-outside", "00:00:00:00:00:00"], "00:00:00:00:00:00"),
+           (["forget-outside", "02:00:00:00:0a:99"], "02:00:00:00:0a:99"),
+           (["forget-outside", "02:00:00:00:01:01"], "02:00:00:00:01:01"),
+           (["forget-outside"], "forget-outside"),
+           (["forget-outside", p1.mac, "x"], "forget-outside"),
+           (["move-outside", p1.mac, "gw-nosuch"], "gw-nosuch"),
+           (["move-outside", p1.mac, gw["br2"]], "already"),
+           (["move-outside", p1.mac, "h1"], "'h1'"),
+           (["move-outside", p1.mac, "bad id"], "bad id"),
+           (["move-outside", "02:00:00:00:0a:99", gw["br3"]],
+            "02:00:00:00:0a:99"),
+           (["move-outside", "02:00:00:00:0a:01x", gw["br3"]],
+            "02:00:00:00:0a:01x"),
+           (["move-outside", p1.mac], "move-outside")]
+    problems = refusals(pk, [(" ".join(argv), argv, names)
+                             for argv, names in bad])
+    assert not problems, "\n".join(problems)
+
+    # The admin moves p1's MAC behind br3: p2 reaches h1 now.
+    pk.ctl("move-outside", p1.mac, gw["br3"])
+    assert pk.dump()["outside"] == {p1.mac: gw["br3"]}
+    assert re.search(r"\tlearn\t%s\t-\t-\t-\tmac %s moved from gateway %s$"
+                     % (gw["br3"], p1.mac, gw["br2"]),
+                     pk.ctl("audit").stdout, re.M)
+    net.wait_ping("p2", "h1")
+    assert not net.ping("p1", "h1")
+    assert outside_conflicts(pk) > conflicts
+
+    # Forgotten: learned wherever it is seen next.
+    pk.ctl("forget-outside", p1.mac)
+    assert pk.dump()["outside"] == {}
+    assert re.search(r"\tunlearn\t%s\t-\t-\t-\tmac %s forgotten by "
+                     r"pairkeyctl forget-outside$" % (gw["br3"], p1.mac),
+                     pk.ctl("audit").stdout, re.M)
+    net.wait_ping("p2", "h1")
+    assert pk.dump()["outside"] == {p1.mac: gw["br3"]}
+
+
+def test_silent_outside_host_is_forgotten(needs_pairkeyd, make_net):
+    """7. With --outside-idle-timeout=2: p1, learned behind br2, stays
+    there while it pings h1 every 50 ms for 5 s; once it is silent, the
+    key server forgets it within a few seconds (br2's presence flow for
+    p1 expired; audited 'unlearn', 'idle for 2 s'), and the MAC is then
+    learned where it shows up next: behind br3, where p2 now uses it."""
+    net = make_net(GATEWAYS)
+    pk = net.start_keyserver(extra=["--outside-idle-timeout=2"])
+    wait_until(lambda: len(pk.dump()["gateways"]) == 2, 10, "two gateways")
+    gw = gateway_ids(net, ("br2", "br3"))
+    p1 = net.topo.host("p1")
+    net.wait_ping("p1", "h1")
+    presence = net.ofctl("dump-flows", "br2", "table=0,in_port=%d,dl_src=%s"
+                         % (net.topo.host_ofport("p1"), p1.mac)).stdout
+    assert re.search(r"idle_timeout=2, .*priority=110,.* "
+                     r"actions=goto_table:1", presence), presence
+    with net.pinger("p1", "h1") as active:
+        wait_until(lambda: len(active.replies) >= 100, 20, "5 s of pings")
+    assert not active.lost()
+    assert pk.dump()["outside"] == {p1.mac: gw["br2"]}
+    assert "\tunlearn\t" not in pk.ctl("audit").stdout
+
+    wait_until(lambda: not pk.dump()["outside"], 10, "p1 to be forgotten")
+    assert re.search(r"\tunlearn\t%s\t-\t-\t-\tmac %s idle for 2 s$"
+                     % (gw["br2"], p1.mac), pk.ctl("audit").stdout, re.M)
+    impersonate(net, "p2", "p1")
+    net.wait_ping("p2", "h1")
+    assert pk.dump()["outside"] == {p1.mac: gw["br3"]}

@@ -18,21 +18,25 @@ Every test fails on WARN/ERR lines of ovs-vswitchd or pairkeyd that it does
 not expect (conftest.py; allow_log lists the provoked ones).
 """
 
+import hashlib
 import itertools
 import os
 import re
 import secrets
 import shutil
+import stat
 import time
 
 import pytest
 
 import harness
 import pairkey
-from harness import wait_until
+from harness import run, wait_until
 from pairkey import assert_wire_sealed, between, parse_frame
 from pairkey import host_mac as mac
-from topo import KEYSERVER, KEYSERVER_TWO_OVS
+from topo import KEYSERVER, KEYSERVER_TWO_OVS, ovs_paths
+
+BINDIR, _ = ovs_paths()
 
 PORT = 5555
 MARKER = b"PAIRKEY-KS-MARKER-"
@@ -250,6 +254,111 @@ def test_spoofed_mac_gets_nothing_through(ks):
     assert_wire_sealed(net, cap.frames, (MARKER, m))
     assert not [f for f in spy.received() if f[0:6] == mac(net, "h1")], \
         "h3 got frames meant for h1"
+
+
+# A second port claims h4's id: refused (and, after the takeover and a
+# restart, the other way round), one ERR line each time.
+DUPLICATE_ID = (
+    r"pairkeyd\.log: .*\|marks\|ERR\|interface (h5|h4) on bridge br4 "
+    r"\(port [12]\): pairkey-id 'h4' is already taken by interface (h4|h5) "
+    r"on bridge br4 \(port [12]\); mark refused$")
+
+
+def refused_marks(pk):
+    """The lines of the 'refused marks' section of 'pairkeyctl show'."""
+    out = pk.ctl("show").stdout
+    m = re.search(r"^refused marks: (\d+)\n((?:  .*\n)*)", out, re.M)
+    lines = m.group(2).splitlines()
+    assert int(m.group(1)) == len(lines), out
+    return [ln.strip() for ln in lines]
+
+
+def port_flows(net, bridge, port):
+    """The flows of 'bridge' that match on or output to OpenFlow 'port'."""
+    return [ln for ln in net.ofctl("dump-flows", bridge).stdout.splitlines()
+            if re.search(r"(in_port=|output:)%d(\D|$)" % port, ln)]
+
+
+@pytest.mark.allow_log(DUPLICATE_ID)
+def test_second_port_with_an_id_is_refused(ks):
+    """3b. h5 turns impostor: it takes h4's MAC and address and its port
+    is marked with h4's id too.  The later mark is refused: one ERR line
+    naming both ports, listed under 'refused marks' in 'pairkeyctl show',
+    no flow for h5's port.  h4 keeps talking to h1 (50 ms pings, none
+    lost), h5 receives nothing at all, its datagrams as h4 reach no one,
+    and the wire carries only ciphertext.  Once h4's mark goes, h5's port
+    takes the id over (and h1 reaches it), and keeps it when h4's mark
+    comes back, which is refused in turn; after a restart of pairkeyd with
+    both marks present, the lower port (h4's, 1) holds the id again."""
+    net, pk = ks
+    h4 = net.topo.host("h4")
+    p4, p5 = net.topo.host_ofport("h4"), net.topo.host_ofport("h5")
+    net.wait_ping("h1", "h4")
+    net.host_run("h5", "ip", "link", "set", "eth0", "address", h4.mac,
+                 check=True)
+    net.host_run("h5", "ip", "addr", "flush", "dev", "eth0", check=True)
+    net.host_run("h5", "ip", "addr", "add", h4.ip, "dev", "eth0",
+                 check=True)
+    net.static_arp()                    # a new MAC flushes the neighbours
+    refusal = ("h5 (bridge br4, port %d): pairkey-id 'h4' is already taken "
+               "by interface h4 on bridge br4 (port %d)" % (p5, p4))
+
+    def errors():
+        return [ln for ln in pk.log_lines(("ERR",)) if "|marks|" in ln]
+    spy = net.sniffer("h5")
+    net.vsctl("set", "Interface", "h5", "external_ids:pairkey-id=h4")
+    wait_until(lambda: refused_marks(pk) == [refusal], 5,
+               "h5's mark to be refused")
+    wait_until(lambda: not port_flows(net, "br4", p5), 5,
+               "h5's flows to go: %s" % port_flows(net, "br4", p5))
+    assert len(errors()) == 1 and errors()[0].endswith(
+        "|marks|ERR|interface h5 on bridge br4 (port %d): pairkey-id 'h4' "
+        "is already taken by interface h4 on bridge br4 (port %d); mark "
+        "refused" % (p5, p4)), errors()
+
+    rx = net.udp_socket("h1", PORT)
+    m = marker()
+    with net.capture() as cap, net.pinger("h1", "h4") as victim:
+        for _ in range(5):
+            net.udp_send("h5", "h1", PORT, m)
+        wait_until(lambda: len(victim.replies) >= 20, 10, "h1's pings")
+    assert victim.sent and not victim.lost()
+    assert net.udp_recv(rx) is None, "h5's datagram as h4 reached h1"
+    assert_wire_sealed(net, cap.frames, (MARKER, m))
+    assert not spy.received(), "h5 received %d frames" % len(spy.received())
+    assert not port_flows(net, "br4", p5)
+    assert len(errors()) == 1
+
+    # h4's mark goes: h5's port takes the id over.
+    net.vsctl("remove", "Interface", "h4", "external_ids", "pairkey-role",
+              "pairkey-id")
+    wait_until(lambda: refused_marks(pk) == [], 5, "h5 to take over")
+    net.wait_ping("h1", "h4")           # answered by h5 now
+    assert [f for f in spy.received() if f[0:6] == mac(net, "h4")]
+
+    # ...and keeps it when h4's mark is back.
+    net.vsctl("set", "Interface", "h4", "external_ids:pairkey-role=client",
+              "external_ids:pairkey-id=h4")
+    wait_until(lambda: refused_marks(pk) == [
+        "h4 (bridge br4, port %d): pairkey-id 'h4' is already taken by "
+        "interface h5 on bridge br4 (port %d)" % (p4, p5)], 5,
+        "h4's mark to be refused")
+    wait_until(lambda: not port_flows(net, "br4", p4), 5, "h4's flows to go")
+    assert len(errors()) == 2
+
+    # A new pairkeyd sees both at once: the lower port holds the id.
+    pk.stop()
+    pk.start()
+    net.wait_keyserver()
+    wait_until(lambda: refused_marks(pk) == [refusal], 5,
+               "h5's mark to be refused after the restart")
+    wait_until(lambda: not port_flows(net, "br4", p5), 5,
+               "h5's flows to go after the restart")
+    spy = net.sniffer("h5")
+    net.wait_ping("h1", "h4")
+    assert net.ping("h1", "h4", count=5)
+    assert not spy.received()
+    assert len(errors()) == 3
 
 
 # ------------------------------------------------------- first packet
@@ -723,6 +832,23 @@ def refusal_problems(proc, names):
     return problems
 
 
+def refusals(pk, cases):
+    """Runs pairkeyctl with each of 'cases', (what, arguments, text the error
+    must name): the problems with how each was refused (see
+    refusal_problems()), and whether it changed the store ('pairkeyctl
+    dump')."""
+    before = pk.ctl("dump").stdout
+    problems = []
+    for what, argv, names in cases:
+        proc = pk.ctl(*argv, check=False)
+        problems += ["%s: %s" % (what, p)
+                     for p in refusal_problems(proc, names)]
+        if pk.ctl("dump").stdout != before:
+            problems.append("%s: the store changed" % what)
+            before = pk.ctl("dump").stdout
+    return problems
+
+
 def test_pairkeyctl_refuses_bad_input(ks, tmp_path):
     """8. Malformed, multicast or zero MACs, invalid, duplicate or unknown
     ids, a MAC enrolled to another id, wrong argument counts, unknown
@@ -733,14 +859,7 @@ def test_pairkeyctl_refuses_bad_input(ks, tmp_path):
     net.wait_ping("h1", "h2")                # a pair key to keep, too
     before = pk.ctl("dump").stdout
     assert "\npair\t" in before
-    problems = []
-    for what, argv, names in _bad_input_cases(net):
-        proc = pk.ctl(*argv, check=False)
-        problems += ["%s: %s" % (what, p)
-                     for p in refusal_problems(proc, names)]
-        if pk.ctl("dump").stdout != before:
-            problems.append("%s: the store changed" % what)
-            before = pk.ctl("dump").stdout
+    problems = refusals(pk, _bad_input_cases(net))
 
     # The default target is found through the pidfile in OVS_RUNDIR...
     assert pk.ctl("dump", rundir=net.ovs.rundir).stdout == before
@@ -766,6 +885,105 @@ def test_pairkeyctl_refuses_bad_input(ks, tmp_path):
     if without_group(pk.ctl("dump").stdout) != without_group(before):
         problems.append("pairkeyd stopped: the store changed")
     assert not problems, "\n".join(problems)
+
+
+def _file_state(path):
+    """(mode, owner, sha256) of 'path', or None if it does not exist."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    with open(path, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    return stat.S_IMODE(st.st_mode), st.st_uid, digest
+
+
+def test_store_is_private(needs_pairkeyd, tmp_path):
+    """8c. The store holds raw key bytes.  Under umask 022 pairkeyd
+    creates it, its -wal and its -shm with mode 0600.  A store that group
+    or others may read or write (or whose -wal they may), or that another
+    user owns, is refused: exit status 1, one line on stderr naming the
+    file and the problem, and nothing changes (the files keep their bytes,
+    modes and owners, no -wal or -shm appears).  Put right, it opens with
+    what it held."""
+    db = str(tmp_path / "pairkey.db")
+    ctl = str(tmp_path / "pairkeyd.ctl")
+    argv = [os.path.join(BINDIR, "pairkeyd"), "--db=" + db,
+            "--unixctl=" + ctl, "--no-chdir", "-vconsole:off",
+            "--log-file=" + str(tmp_path / "pairkeyd.log"),
+            "punix:" + str(tmp_path / "pairkeyd.sock")]
+    pairkeyctl = [os.path.join(BINDIR, "pairkeyctl"), "-t", ctl]
+    appctl = [os.path.join(BINDIR, "ovs-appctl"), "-t", ctl]
+
+    def start():
+        d = harness.Daemon("pairkeyd", argv, dict(os.environ),
+                           str(tmp_path / "pairkeyd.out"))
+        try:
+            wait_until(lambda: run(pairkeyctl + ["show"],
+                                   check=False).returncode == 0, 10,
+                       "pairkeyd to answer")
+        except BaseException:
+            d.stop()
+            raise
+        return d
+
+    old_umask = os.umask(0o022)
+    try:
+        d = start()
+    finally:
+        os.umask(old_umask)
+    try:
+        run(pairkeyctl + ["add-client", "h1", "02:00:00:00:01:01"])
+        modes = {suffix: _file_state(db + suffix)
+                 for suffix in ("", "-wal", "-shm")}
+        dump = run(pairkeyctl + ["dump"]).stdout
+    finally:
+        run(appctl + ["exit"], check=False)
+        wait_until(lambda: not d.alive(), 10, "pairkeyd to exit")
+        d.stop()
+    assert {suffix: m and m[0] for suffix, m in modes.items()} == \
+        {"": 0o600, "-wal": 0o600, "-shm": 0o600}, modes
+
+    def store_files():
+        return {f: _file_state(str(tmp_path / f))
+                for f in os.listdir(tmp_path) if f.startswith("pairkey.db")}
+
+    def refused(path, problem):
+        before = store_files()
+        proc = run(argv, check=False, timeout=10)
+        assert proc.returncode == 1, (path, proc)
+        assert proc.stderr.count("\n") == 1, proc.stderr
+        assert path + ": " + problem in proc.stderr, proc.stderr
+        assert store_files() == before
+
+    for mode in (0o644, 0o640, 0o604, 0o660, 0o602):
+        os.chmod(db, mode)
+        refused(db, "mode %04o lets group or others access the key store; "
+                "refusing to open it (chmod 600 it first)" % mode)
+    os.chmod(db, 0o600)
+    os.chown(db, 65534, 65534)
+    refused(db, "owned by uid 65534, not by this process's uid 0; refusing "
+            "to open the key store")
+    os.chown(db, 0, 0)
+    wal = db + "-wal"
+    with open(wal, "wb"):
+        pass
+    os.chmod(wal, 0o644)
+    refused(wal, "mode 0644 lets group or others access the key store; "
+            "refusing to open it (chmod 600 it first)")
+    os.chmod(wal, 0o600)
+
+    d = start()
+    try:
+        after = run(pairkeyctl + ["dump"]).stdout
+    finally:
+        run(appctl + ["exit"], check=False)
+        wait_until(lambda: not d.alive(), 10, "pairkeyd to exit")
+        d.stop()
+
+    def without_group(text):           # rotated at every start, by design
+        return [ln for ln in text.splitlines() if not ln.startswith("group")]
+    assert without_group(after) == without_group(dump)
 
 
 # Input that an earlier pairkeyd got wrong: out-of-range MAC octets were

@@ -1009,12 +1009,13 @@ class Net:
                               if h.role == "client"]:
             self.pairkeyd.ctl("add-client", name, self.topo.host(name).mac)
 
-    def start_keyserver(self, miss_policy="hold", enroll=True, ovsdbs=None):
+    def start_keyserver(self, miss_policy="hold", enroll=True, ovsdbs=None,
+                        extra=()):
         """pairkeyd on a unix socket (reading 'ovsdbs', default every OVS
-        instance's), ports marked, every bridge its controller, every host
-        enrolled (if 'enroll'); waits until every bridge is connected and
-        holds the group key (SA 0)."""
-        pk = self.start_pairkeyd(miss_policy, ovsdbs=ovsdbs)
+        instance's, with 'extra' options), ports marked, every bridge its
+        controller, every host enrolled (if 'enroll'); waits until every
+        bridge is connected and holds the group key (SA 0)."""
+        pk = self.start_pairkeyd(miss_policy, ovsdbs=ovsdbs, extra=extra)
         self.mark_ports()
         self.set_controller(pk.listen[1:])          # punix:X -> unix:X
         if enroll:

@@ -319,9 +319,12 @@ test_gateway(void **state)
     request_judge_send(NULL, &ports, CLEAR_PORT, outside, ALICE, &req);
     expect_pair(&req, "gw-a", outside, CLEAR_PORT, "", eth_addr_zero, true);
 
-    /* A plain host may not use a client's MAC, nor reach a non-client. */
+    /* A plain host may not use a client's MAC (its frames are dropped at
+     * the port), nor reach a non-client. */
     request_judge_send(f->store, &ports, CLEAR_PORT, BOB, ALICE, &req);
-    expect_refused(&req, "source is an enrolled client's MAC", true);
+    expect_refused(&req, "source is an enrolled client's MAC", false);
+    assert_true(req.drop_source);
+    assert_false(req.conflict);
     request_judge_send(f->store, &ports, CLEAR_PORT, outside, outside2,
                        &req);
     expect_refused(&req, "destination is not enrolled", true);
@@ -340,6 +343,7 @@ test_gateway(void **state)
     assert_int_equal(req.verdict, REQUEST_LEARN);
     request_judge_send(f->store, &ports, CLEAR_PORT, BOB, BROADCAST, &req);
     expect_refused(&req, "source is an enrolled client's MAC", false);
+    assert_true(req.drop_source);
 
     /* From a client to a host never seen: the only gateway serves it. */
     request_judge_send(f->store, &ports, ALICE_PORT, ALICE, outside2, &req);
@@ -357,6 +361,48 @@ test_gateway(void **state)
     request_judge_send(f->store, &ports, ALICE_PORT, ALICE, outside2, &req);
     expect_pair(&req, "alice", ALICE, ALICE_PORT, "gw-b", outside2, true);
     assert_int_equal(req.learn, REQUEST_LEARN_NONE);
+
+    /* A host behind gw-b that shows up at gw-a's clear port (or a host
+     * using its MAC there): refused and dropped there, as a conflict
+     * naming both gateways, whether it sends unicast or broadcasts.  The
+     * store does not change. */
+    const struct eth_addr dsts[] = { ALICE, BROADCAST };
+    for (size_t i = 0; i < ARRAY_SIZE(dsts); i++) {
+        struct store_outside out;
+
+        request_judge_send(f->store, &ports, CLEAR_PORT, outside2, dsts[i],
+                           &req);
+        expect_refused(&req, "source is an outside host behind another "
+                       "gateway", false);
+        assert_true(req.drop_source);
+        assert_true(req.conflict);
+        assert_string_equal(req.me.id, "gw-a");
+        assert_string_equal(req.peer.id, "gw-b");
+        assert_true(eth_addr_equals(req.me.mac, outside2));
+        assert_true(store_find_outside(f->store, outside2, &out));
+        assert_string_equal(out.gateway, "gw-b");
+    }
+    /* Its own host is served there as before. */
+    request_judge_send(f->store, &ports, CLEAR_PORT, outside, ALICE, &req);
+    expect_pair(&req, "gw-a", outside, CLEAR_PORT, "alice", ALICE, true);
+    assert_int_equal(req.learn, REQUEST_LEARN_ME);
+    request_judge_send(f->store, &ports, CLEAR_PORT, outside, BROADCAST,
+                       &req);
+    assert_int_equal(req.verdict, REQUEST_LEARN);
+
+    /* Moved to gw-a by the admin, the host is served at gw-a; forgotten, it
+     * may be learned anywhere. */
+    ok(store_move_outside(f->store, outside2, "gw-a"));
+    request_judge_send(f->store, &ports, CLEAR_PORT, outside2, ALICE, &req);
+    expect_pair(&req, "gw-a", outside2, CLEAR_PORT, "alice", ALICE, true);
+    ok(store_move_outside(f->store, outside2, "gw-b"));
+    request_judge_send(f->store, &ports, CLEAR_PORT, outside2, ALICE, &req);
+    assert_true(req.conflict);
+    ok(store_forget_outside(f->store, outside2, NULL, "forgotten", NULL));
+    request_judge_send(f->store, &ports, CLEAR_PORT, outside2, BROADCAST,
+                       &req);
+    assert_int_equal(req.verdict, REQUEST_LEARN);
+    ok(store_learn_outside(f->store, outside2, "gw-b", NULL));
 
     /* The receiver's side on the gateway: only hosts learned here. */
     request_judge_recv(f->store, &ports, BOB, outside, &req);

@@ -21,6 +21,7 @@
 #include <config.h>
 
 #include <ctype.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -31,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -433,6 +435,9 @@ group_setup(void **state OVS_UNUSED)
     if (!mkdtemp(tmpdir)) {
         return -1;
     }
+    /* The files that tests write with SQLite or stdio for the store to
+     * open must be private, as pairkeyd requires (see test_file_modes()). */
+    umask(077);
     vlog_set_levels(NULL, VLF_ANY_DESTINATION, VLL_ERR);
     return 0;
 }
@@ -677,6 +682,124 @@ test_schema_refuses_foreign_files(void **state)
     assert_null(store);
     free(path);
     free(expected);
+}
+
+/* File modes.  The store holds raw key bytes. */
+
+static mode_t
+file_mode(const char *path)
+{
+    struct stat st;
+
+    if (stat(path, &st)) {
+        fail_msg("%s: %s", path, ovs_strerror(errno));
+    }
+    return st.st_mode & 07777;
+}
+
+/* Opens 'path' and fails if store_open() accepts it; otherwise checks its
+ * error, that nothing was opened and that the file kept its bytes. */
+static void
+expect_refused_file(const char *path, const char *expected)
+{
+    struct store *store = (struct store *) 1;
+    size_t size;
+    void *before = read_file(path, &size);
+    mode_t mode = file_mode(path);
+
+    expect_error(store_open(path, &store), expected);
+    assert_null(store);
+    assert_file_equal(path, before, size);
+    assert_int_equal(file_mode(path), mode);
+    free(before);
+}
+
+/* A new store, its -wal and -shm are 0600 whatever the umask; a store that
+ * group or others may read or write, or that another user owns, is refused
+ * and left as it is. */
+static void
+test_file_modes(void **state)
+{
+    static const mode_t umasks[] = { 022, 0, 0277 };
+    struct fixture *f = *state;
+    mode_t old_umask = umask(022);
+
+    for (size_t i = 0; i < ARRAY_SIZE(umasks); i++) {
+        static const char *const suffixes[] = { "", "-wal", "-shm" };
+        struct store *store;
+
+        remove_db(f->path);
+        umask(umasks[i]);
+        store = open_store(f->path);
+        OK(store_add_client(store, "alice", mac_n(1)));
+        for (size_t k = 0; k < ARRAY_SIZE(suffixes); k++) {
+            char *name = xasprintf("%s%s", f->path, suffixes[k]);
+
+            if (file_mode(name) != 0600) {
+                fail_msg("umask %03o: %s has mode %04o", umasks[i], name,
+                         file_mode(name));
+            }
+            free(name);
+        }
+        store_close(store);
+    }
+    umask(077);
+
+    /* Readable or writable by group or others: refused, whoever wrote it.
+     * 0700 (executable by the owner) is nobody else's business. */
+    static const mode_t bad[] = { 0644, 0640, 0604, 0620, 0602, 0660, 0666 };
+    for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+        char *expected = xasprintf("%s: mode %04o lets group or others "
+                                   "access the key store; refusing to open "
+                                   "it (chmod 600 it first)", f->path,
+                                   bad[i]);
+
+        assert_int_equal(chmod(f->path, bad[i]), 0);
+        expect_refused_file(f->path, expected);
+        free(expected);
+    }
+    assert_int_equal(chmod(f->path, 0700), 0);
+    store_close(open_store(f->path));
+    assert_int_equal(chmod(f->path, 0600), 0);
+
+    /* So is a -wal or -shm file open to others (SQLite would have given
+     * it the database's mode: someone changed it). */
+    char *wal = xasprintf("%s-wal", f->path);
+    FILE *file = fopen(wal, "wb");
+    assert_non_null(file);
+    fclose(file);
+    assert_int_equal(chmod(wal, 0644), 0);
+    char *expected = xasprintf("%s: mode 0644 lets group or others access "
+                               "the key store; refusing to open it (chmod "
+                               "600 it first)", wal);
+    expect_refused_file(f->path, expected);
+    free(expected);
+    assert_int_equal(unlink(wal), 0);
+    free(wal);
+
+    /* Another user's store. */
+    if (!geteuid()) {
+        assert_int_equal(chown(f->path, 65534, 65534), 0);
+        expected = xasprintf("%s: owned by uid 65534, not by this process's "
+                             "uid 0; refusing to open the key store",
+                             f->path);
+        expect_refused_file(f->path, expected);
+        free(expected);
+        assert_int_equal(chown(f->path, 0, 0), 0);
+    }
+
+    /* Not a file. */
+    struct store *store;
+    expected = xasprintf("%s: not a regular file", tmpdir);
+    expect_error(store_open(tmpdir, &store), expected);
+    assert_null(store);
+    free(expected);
+
+    /* Accepted again as it was. */
+    store = open_store(f->path);
+    assert_int_equal(store_count_clients(store), 1);
+    store_close(store);
+    umask(old_umask);
 }
 
 /* Reopening. */
@@ -1606,7 +1729,8 @@ last_audit(struct store *store)
 }
 
 /* Gateways are clients without a MAC that hold pair keys; outside hosts are
- * learned behind them, move between them, and leave when enrolled. */
+ * learned behind them, stay there until moved or forgotten, and leave when
+ * enrolled. */
 static void
 test_gateways(void **state)
 {
@@ -1659,7 +1783,8 @@ test_gateways(void **state)
                           &created));
     assert_true(created);
 
-    /* Learning: new, again (no change), moved. */
+    /* Learning: new, again (no change); at another gateway refused (a
+     * host stays where it was first seen), changing nothing. */
     OK(store_add_gateway(store, "gw-2"));
     OK(store_learn_outside(store, mac_n(0x50), "gw-1", &changed));
     assert_true(changed);
@@ -1672,13 +1797,65 @@ test_gateways(void **state)
     assert_int_equal(last_audit(store).seq, a.seq);
     assert_true(store_find_outside(store, mac_n(0x50), &out));
     assert_string_equal(out.gateway, "gw-1");
-    OK(store_learn_outside(store, mac_n(0x50), "gw-2", &changed));
-    assert_true(changed);
+    dump = db_dump(f->path);
+    changed = true;
+    expect_error(store_learn_outside(store, mac_n(0x50), "gw-2", &changed),
+                 "outside host 02:00:00:00:00:50 is behind gateway 'gw-1'");
+    assert_false(changed);
+    assert_same_dump(f->path, dump);
+    free(dump);
+
+    /* The admin moves it (and nothing else). */
+    OK(store_move_outside(store, mac_n(0x50), "gw-2"));
     a = last_audit(store);
+    assert_string_equal(a.event, "learn");
     assert_string_equal(a.id_a, "gw-2");
-    assert_string_equal(a.reason, "mac 02:00:00:00:00:50 from gateway gw-1");
+    assert_string_equal(a.reason,
+                        "mac 02:00:00:00:00:50 moved from gateway gw-1");
     assert_true(store_find_outside(store, mac_n(0x50), &out));
     assert_string_equal(out.gateway, "gw-2");
+    dump = db_dump(f->path);
+    expect_error(store_move_outside(store, mac_n(0x50), "gw-2"),
+                 "outside host 02:00:00:00:00:50 is already behind gateway "
+                 "'gw-2'");
+    expect_error(store_move_outside(store, mac_n(0x51), "gw-1"),
+                 "unknown outside host 02:00:00:00:00:51");
+    expect_error(store_move_outside(store, mac_n(0x50), "gw-9"),
+                 "unknown gateway 'gw-9'");
+    expect_error(store_move_outside(store, mac_n(0x50), "alice"),
+                 "unknown gateway 'alice'");
+    expect_error(store_move_outside(store, mac_n(1), "gw-1"),
+                 "MAC 02:00:00:00:00:01 is enrolled to client 'alice'");
+    expect_error(store_move_outside(store, eth_addr_broadcast, "gw-1"),
+                 "cannot move MAC ff:ff:ff:ff:ff:ff behind gateway 'gw-1': "
+                 "not a unicast address");
+    expect_error(store_move_outside(store, mac_n(0x50), "a b"),
+                 "client ID 'a b' is not valid: use 1 to 64 letters, "
+                 "digits, '.', '_' or '-'");
+
+    /* Forgetting: only behind the gateway named, if one is. */
+    expect_error(store_forget_outside(store, mac_n(0x50), "gw-1", "idle",
+                                      &out),
+                 "outside host 02:00:00:00:00:50 is behind gateway 'gw-2', "
+                 "not 'gw-1'");
+    expect_error(store_forget_outside(store, mac_n(0x51), NULL, "idle",
+                                      &out),
+                 "unknown outside host 02:00:00:00:00:51");
+    assert_same_dump(f->path, dump);
+    free(dump);
+    OK(store_forget_outside(store, mac_n(0x50), "gw-2", "idle for 300 s",
+                            &out));
+    assert_string_equal(out.gateway, "gw-2");
+    assert_true(eth_addr_equals(out.mac, mac_n(0x50)));
+    a = last_audit(store);
+    assert_string_equal(a.event, "unlearn");
+    assert_string_equal(a.id_a, "gw-2");
+    assert_string_equal(a.reason, "mac 02:00:00:00:00:50 idle for 300 s");
+    assert_false(store_find_outside(store, mac_n(0x50), &out));
+
+    /* Forgotten, it is learned wherever it is seen next. */
+    OK(store_learn_outside(store, mac_n(0x50), "gw-2", &changed));
+    assert_true(changed);
 
     /* Refused: an enrolled MAC, an unknown gateway, a client as gateway,
      * multicast.  Nothing changes. */
@@ -2553,6 +2730,7 @@ main(void)
         T(test_schema_refuses_newer),
         T(test_schema_refuses_foreign_files),
         T(test_reopen_keeps_everything),
+        T(test_file_modes),
         cmocka_unit_test(test_id_is_valid),
         T(test_clients),
         T(test_pair_keys),
